@@ -1,0 +1,188 @@
+"""Per-table in-memory buffers of WAL-committed rows, and the flush policy.
+
+Rows enter a buffer only after their WAL segment is durable, and leave it only after the
+Parquet file holding them is committed to the catalog. While a flush runs, its rows stay
+visible (``flushing``), so a query never misses or double-counts a row: the swap from
+"buffered" to "committed" happens under the table lock together with the manifest update
+(see :mod:`flight_server.persist`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from .schema import conform
+
+
+@dataclass(frozen=True)
+class BufferEntry:
+    seq: int  # WAL segment sequence
+    data: pa.Table
+    created_at: float
+    batch_id: str = ""
+
+    @property
+    def rows(self) -> int:
+        return self.data.num_rows
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+
+@dataclass
+class TableBuffer:
+    name: str
+    table_id: str
+    schema: pa.Schema
+    entries: list[BufferEntry] = field(default_factory=list)
+    flushing: list[BufferEntry] = field(default_factory=list)
+    version: int = 0  # bumped on every change; keys the cached snapshot
+    _snapshot: tuple[int, pa.Table | None] | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(e.rows for e in self.entries) + sum(e.rows for e in self.flushing)
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(e.rows for e in self.entries)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self.entries) + sum(e.nbytes for e in self.flushing)
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(e.nbytes for e in self.entries)
+
+    def oldest(self) -> float | None:
+        return self.entries[0].created_at if self.entries else None
+
+    def visible(self) -> pa.Table | None:
+        """All buffered rows (flushing ones included) with the current schema; cached."""
+        snap = self._snapshot
+        if snap is not None and snap[0] == self.version:
+            return snap[1]
+        parts = [conform(e.data, self.schema) for e in (*self.flushing, *self.entries)]
+        table = pa.concat_tables(parts) if parts else None
+        self._snapshot = (self.version, table)
+        return table
+
+
+class BufferManager:
+    """All table buffers of this node, with backpressure and the size/age flush policy."""
+
+    def __init__(
+        self,
+        default_rows: int,
+        default_interval: float,
+        max_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.default_rows = default_rows
+        self.default_interval = default_interval
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._buffers: dict[str, TableBuffer] = {}
+        self._lock = threading.RLock()
+        self.changed = threading.Condition(self._lock)  # notified on append and after flushes
+        self._limits: dict[str, tuple[int, float]] = {}
+        self._commit_locks: dict[str, threading.Lock] = {}
+
+    def commit_lock(self, name: str) -> threading.Lock:
+        """Held while a flush swaps rows from the buffer to the manifest, and while a query
+        takes its (files, buffer) snapshot of the table: no row is ever seen twice or missed."""
+        with self._lock:
+            return self._commit_locks.setdefault(name, threading.Lock())
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def now(self) -> float:
+        return self._clock()
+
+    def set_limits(self, name: str, rows: int | None, interval: float | None) -> None:
+        with self._lock:
+            self._limits[name] = (rows or self.default_rows, interval or self.default_interval)
+
+    def limits(self, name: str) -> tuple[int, float]:
+        return self._limits.get(name, (self.default_rows, self.default_interval))
+
+    def get(self, name: str) -> TableBuffer | None:
+        with self._lock:
+            return self._buffers.get(name)
+
+    def ensure(self, name: str, table_id: str, schema: pa.Schema) -> TableBuffer:
+        """The buffer of the current incarnation; a stale one (dropped table) is discarded."""
+        with self._lock:
+            buf = self._buffers.get(name)
+            if buf is None or buf.table_id != table_id:
+                buf = TableBuffer(name, table_id, schema)
+                self._buffers[name] = buf
+            elif not buf.schema.equals(schema):
+                buf.schema = schema
+                buf.version += 1
+            return buf
+
+    def append(self, name: str, table_id: str, schema: pa.Schema, entry: BufferEntry) -> TableBuffer:
+        with self._lock:
+            buf = self.ensure(name, table_id, schema)
+            buf.entries.append(entry)
+            buf.version += 1
+            self.changed.notify_all()
+            return buf
+
+    def remove(self, name: str) -> TableBuffer | None:
+        with self._lock:
+            self._limits.pop(name, None)
+            buf = self._buffers.pop(name, None)
+            self.changed.notify_all()
+            return buf
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._buffers)
+
+    def total_rows(self) -> int:
+        with self._lock:
+            return sum(b.rows for b in self._buffers.values())
+
+    def total_bytes(self) -> int:
+        with self._lock:
+            return sum(b.nbytes for b in self._buffers.values())
+
+    def due(self) -> list[str]:
+        """Tables whose pending rows reached their size limit or age limit."""
+        now = self._clock()
+        out = []
+        with self._lock:
+            for name, buf in self._buffers.items():
+                if not buf.entries:
+                    continue
+                rows, interval = self.limits(name)
+                oldest = buf.oldest()
+                if buf.pending_rows >= rows or buf.pending_bytes >= self.max_bytes or (
+                    oldest is not None and now - oldest >= interval
+                ):
+                    out.append(name)
+        return out
+
+    def over_capacity(self, name: str) -> bool:
+        """Backpressure: too much unflushed data in one table (the flusher is behind)."""
+        with self._lock:
+            buf = self._buffers.get(name)
+            if buf is None:
+                return False
+            rows, _ = self.limits(name)
+            return buf.rows >= 4 * rows or buf.nbytes >= 3 * self.max_bytes
+
+    def wait_capacity(self, name: str, timeout: float) -> bool:
+        with self._lock:
+            return self.changed.wait_for(lambda: not self.over_capacity(name), timeout=timeout)

@@ -1,0 +1,378 @@
+"""Frozen node settings: defaults < YAML file (``--config``) < ``MINIODB_*`` env < CLI flags.
+
+Every leaf has one dotted path (``storage.minio.endpoint``) and one environment variable,
+made by upper-casing the path and joining with ``_`` (``MINIODB_STORAGE_MINIO_ENDPOINT``).
+A few historical spellings are accepted as aliases (``MINIODB_REDIS_SENTINEL_ADDERS``).
+An unknown YAML key or a malformed value raises :class:`ConfigError` naming the key.
+This is the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    node_id: str = ""  # empty: derived from the host name at start
+    host: str = "0.0.0.0"
+    advertise_host: str = ""  # address peers and clients use; empty: derived from host
+    grpc_port: int = 8080
+    rest_port: int = 8081
+    metrics_port: int = 9090
+    data_dir: str = "./data"
+    auth_enabled: bool = False
+    api_keys: tuple[str, ...] = ()
+    tls_enabled: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    max_request_bytes: int = 64 * 1024 * 1024
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class MinioSettings:
+    endpoint: str = ""  # empty: embedded local folder storage under data_dir
+    access_key: str = ""
+    secret_key: str = ""
+    bucket: str = "miniodb-data"
+    use_ssl: bool = False
+    region: str = ""
+    ca_file: str = ""
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    path: str = ""  # local backend root; empty: {data_dir}/objects
+    minio: MinioSettings = field(default_factory=MinioSettings)
+    retry_attempts: int = 6
+    retry_max_seconds: float = 8.0
+
+
+@dataclass(frozen=True)
+class SentinelSettings:
+    enabled: bool = False
+    master_name: str = "mymaster"
+    addrs: tuple[str, ...] = ()
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    host: str = ""  # empty (and sentinel off): embedded SQLite metadata
+    port: int = 6379
+    password: str = ""
+    db: int = 0
+    prefix: str = "miniodb"
+    sentinel: SentinelSettings = field(default_factory=SentinelSettings)
+    socket_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class BufferSettings:
+    size: int = 1_000_000  # rows per table before a flush
+    flush_interval: float = 60.0  # seconds
+    max_bytes: int = 256 * 1024 * 1024  # bytes per table before a flush
+
+
+@dataclass(frozen=True)
+class WalSettings:
+    sync: str = "always"  # always | none
+    dir: str = ""  # empty: {data_dir}/wal
+    chunk_bytes: int = 128 * 1024 * 1024  # a DoPut commits in chunks of this size
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    cache_enabled: bool = False
+    cache_distributed: bool = False
+    cache_max_bytes: int = 256 * 1024 * 1024
+    cache_entry_max_bytes: int = 16 * 1024 * 1024
+    file_cache_bytes: int = 4 * 1024 * 1024 * 1024
+    file_cache_dir: str = ""  # empty: {data_dir}/cache
+    threads: int = 0  # 0: DuckDB default (all cores)
+    memory_limit: str = ""  # e.g. "4GB"; empty: DuckDB default
+    batch_rows: int = 65536
+    max_batch_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    enabled: bool = False
+    mode: str = "local"  # local | distributed
+
+
+@dataclass(frozen=True)
+class MetadataSettings:
+    backup_enabled: bool = False
+    backup_interval: float = 3600.0
+    backup_retention_days: int = 30
+    node_ttl: float = 15.0
+
+
+@dataclass(frozen=True)
+class TableDefaults:
+    retention_days: int = 0  # 0: keep forever
+    auto_create: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    buffer: BufferSettings = field(default_factory=BufferSettings)
+    wal: WalSettings = field(default_factory=WalSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
+    coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    tables: TableDefaults = field(default_factory=TableDefaults)
+
+    # -- derived locations -------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir).expanduser().resolve()
+
+    @property
+    def wal_dir(self) -> Path:
+        return Path(self.wal.dir).resolve() if self.wal.dir else self.data_dir / "wal"
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.query.file_cache_dir).resolve() if self.query.file_cache_dir else self.data_dir / "cache"
+
+    @property
+    def object_store_url(self) -> str:
+        m = self.storage.minio
+        if m.endpoint:
+            scheme = "s3s" if m.use_ssl else "s3"
+            return f"{scheme}://{m.endpoint}/{m.bucket}"
+        root = Path(self.storage.path).resolve() if self.storage.path else self.data_dir / "objects"
+        return f"file://{root}"
+
+    @property
+    def metadata_url(self) -> str:
+        r = self.redis
+        if r.sentinel.enabled:
+            return f"redis+sentinel://{','.join(r.sentinel.addrs)}/{r.sentinel.master_name}/{r.db}"
+        if r.host:
+            return f"redis://{r.host}:{r.port}/{r.db}"
+        return f"sqlite://{self.data_dir / 'metadata.sqlite3'}"
+
+    @property
+    def embedded(self) -> bool:
+        return not (self.redis.host or self.redis.sentinel.enabled or self.storage.minio.endpoint)
+
+
+ENV_PREFIX = "MINIODB_"
+ENV_ALIASES = {"MINIODB_REDIS_SENTINEL_ADDERS": "redis.sentinel.addrs"}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.I)
+_SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+               "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def leaf_paths(cls: type = Settings, prefix: str = "") -> dict[str, type]:
+    """Every settable dotted path with its annotated type."""
+    out: dict[str, type] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.update(leaf_paths(tp, path + "."))
+        else:
+            out[path] = tp
+    return out
+
+
+def env_name(path: str) -> str:
+    return ENV_PREFIX + path.replace(".", "_").upper()
+
+
+def _coerce(path: str, tp: Any, value: Any) -> Any:
+    """Convert a YAML/env/CLI value to the field type, or raise ConfigError naming ``path``."""
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if tp is int:
+            if isinstance(value, bool):
+                raise ValueError(f"not an integer: {value!r}")
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            s = str(value).strip().replace("_", "")
+            if path.endswith(("bytes", "_size")) or "bytes" in path:
+                m = _SIZE.match(s)
+                if m:
+                    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower() or None])
+            return int(s)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(f"not a number: {value!r}")
+            if isinstance(value, int | float):
+                return float(value)
+            m = _DURATION.match(str(value))
+            if not m:
+                raise ValueError(f"not a number or duration: {value!r}")
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        if tp is str:
+            if isinstance(value, dict | list):
+                raise ValueError(f"not a string: {value!r}")
+            return "" if value is None else str(value)
+        origin = typing.get_origin(tp)
+        if origin is tuple:
+            if value is None:
+                return ()
+            if isinstance(value, str):
+                return tuple(p.strip() for p in value.split(",") if p.strip())
+            if isinstance(value, list | tuple):
+                return tuple(str(v) for v in value)
+            raise ValueError(f"not a list: {value!r}")
+        if origin in (types.UnionType, typing.Union):
+            raise ValueError("unsupported union")
+    except ValueError as exc:
+        raise ConfigError(f"setting {path!r}: {exc}") from exc
+    raise ConfigError(f"setting {path!r}: unsupported type {tp!r}")
+
+
+def _flatten_yaml(data: Mapping[str, Any], known: dict[str, type], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sections = {p.rsplit(".", 1)[0] for p in known if "." in p}
+    sections |= {".".join(p.split(".")[:i]) for p in known for i in range(1, p.count(".") + 1)}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if path in known:
+            out[path] = value
+        elif path in sections:
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"setting {path!r}: expected a mapping, got {type(value).__name__}")
+            out.update(_flatten_yaml(value, known, path + "."))
+        else:
+            raise ConfigError(f"unknown setting {path!r}")
+    return out
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = ""):
+    kwargs = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, values, path + ".")
+        elif path in values:
+            kwargs[f.name] = values[path]
+    return cls(**kwargs)
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` from defaults, a YAML file, the environment and overrides.
+
+    ``overrides`` are dotted paths (``{"server.grpc_port": 0}``); ``None`` values are ignored so
+    CLI flags that were not given do not override anything.
+    """
+    known = leaf_paths()
+    values: dict[str, Any] = {}
+    if config_file:
+        p = Path(config_file)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}") from exc
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
+        for path, raw in _flatten_yaml(data, known).items():
+            values[path] = _coerce(path, known[path], raw)
+    env = os.environ if environ is None else environ
+    for alias, path in ENV_ALIASES.items():
+        if alias in env and env_name(path) not in env:
+            values[path] = _coerce(alias, known[path], env[alias])
+    for path, tp in known.items():
+        name = env_name(path)
+        if name in env:
+            values[path] = _coerce(name, tp, env[name])
+    for path, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if path not in known:
+            raise ConfigError(f"unknown setting {path!r}")
+        values[path] = _coerce(path, known[path], raw)
+    settings = _build(Settings, values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    def bad(path: str, why: str):
+        raise ConfigError(f"setting {path!r}: {why}")
+
+    for path, port in (("server.grpc_port", s.server.grpc_port), ("server.rest_port", s.server.rest_port),
+                       ("server.metrics_port", s.server.metrics_port)):
+        if not 0 <= port <= 65535:
+            bad(path, f"port {port} out of range 0..65535")
+    if s.buffer.size <= 0:
+        bad("buffer.size", "must be positive")
+    if s.buffer.flush_interval <= 0:
+        bad("buffer.flush_interval", "must be positive")
+    if s.wal.sync not in ("always", "none"):
+        bad("wal.sync", f"must be 'always' or 'none', not {s.wal.sync!r}")
+    if s.coordinator.mode not in ("local", "distributed"):
+        bad("coordinator.mode", f"must be 'local' or 'distributed', not {s.coordinator.mode!r}")
+    if s.server.tls_enabled and not (s.server.tls_cert_file and s.server.tls_key_file):
+        bad("server.tls_enabled", "needs server.tls_cert_file and server.tls_key_file")
+    if s.server.auth_enabled and not s.server.api_keys:
+        bad("server.auth_enabled", "needs at least one key in server.api_keys")
+    if s.redis.sentinel.enabled and not s.redis.sentinel.addrs:
+        bad("redis.sentinel.addrs", "needs at least one host:port when sentinel is enabled")
+    if s.storage.minio.endpoint and not s.storage.minio.bucket:
+        bad("storage.minio.bucket", "must be set with storage.minio.endpoint")
+
+
+def settings_as_dict(s: Settings, redact: bool = True) -> dict[str, Any]:
+    """Nested plain dict of the settings, secrets redacted."""
+    d = dataclasses.asdict(s)
+    if redact:
+        for sect, key in (("server", "api_keys"),):
+            if d[sect][key]:
+                d[sect][key] = ["***"] * len(d[sect][key])
+        for path in (("storage", "minio", "secret_key"), ("redis", "password"), ("redis", "sentinel", "password")):
+            node = d
+            for part in path[:-1]:
+                node = node[part]
+            if node[path[-1]]:
+                node[path[-1]] = "***"
+    return d

@@ -1,0 +1,117 @@
+"""Error mapping at the Flight edge: ``clients.errors`` -> gRPC status, never a traceback.
+
+pyarrow turns an ``ArrowInvalid``/``ArrowKeyError``/``NotImplementedError`` raised by a
+handler into INVALID_ARGUMENT/NOT_FOUND/UNIMPLEMENTED, but appends the Python traceback
+(file paths, source lines) to the status message through ``traceback.format_exception``.
+The wire exceptions below carry a marker; :func:`install_quiet_tracebacks` makes the
+formatter render only the class name for them, so the client sees the code and the message
+and nothing of the server's insides. Flight's own error classes (unauthenticated,
+unavailable, cancelled, internal) never carry a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+
+import duckdb
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from clients import errors
+
+log = logging.getLogger("miniodb.flight")
+
+
+class _Quiet:
+    """Marker: format without a traceback."""
+
+
+class WireInvalid(pa.ArrowInvalid, _Quiet):
+    pass
+
+
+class WireNotFound(pa.ArrowKeyError, _Quiet):
+    pass
+
+
+class WireUnimplemented(pa.ArrowNotImplementedError, _Quiet):
+    pass
+
+
+_installed = False
+
+
+def install_quiet_tracebacks() -> None:
+    global _installed
+    if _installed:
+        return
+    original = traceback.format_exception
+
+    @functools.wraps(original)
+    def format_exception(exc, /, *args, **kwargs):
+        value = args[0] if args else exc
+        if isinstance(value, _Quiet) or isinstance(exc, _Quiet):
+            return ["miniodb"]
+        return original(exc, *args, **kwargs)
+
+    traceback.format_exception = format_exception
+    _installed = True
+
+
+def to_flight(err: errors.MinioDBError) -> Exception:
+    """The exception to raise from a Flight handler for ``err``."""
+    msg = errors.tag(err)
+    status = err.grpc_status
+    if status == "NOT_FOUND":
+        return WireNotFound(msg)
+    if status == "UNIMPLEMENTED":
+        return WireUnimplemented(msg)
+    if status == "UNAUTHENTICATED":
+        return flight.FlightUnauthenticatedError(msg)
+    if status == "PERMISSION_DENIED":
+        return flight.FlightUnauthorizedError(msg)
+    if status == "UNAVAILABLE":
+        return flight.FlightUnavailableError(msg)
+    if status == "CANCELLED":
+        return flight.FlightCancelledError(msg)
+    if status == "INTERNAL":
+        return flight.FlightInternalError(msg)
+    # INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION: pyarrow offers one user-error
+    # code; the precise kind travels in the [miniodb:code] tag.
+    return WireInvalid(msg)
+
+
+def translate(exc: BaseException) -> errors.MinioDBError:
+    """Any exception as a client-safe MinIODB error (unknown ones become Internal, logged)."""
+    if isinstance(exc, errors.MinioDBError):
+        return exc
+    if isinstance(exc, duckdb.InterruptException):
+        return errors.Cancelled("query cancelled")
+    if isinstance(exc, duckdb.ParserException | duckdb.BinderException | duckdb.CatalogException
+                  | duckdb.ConversionException | duckdb.InvalidInputException | duckdb.SyntaxException
+                  | duckdb.TypeMismatchException | duckdb.OutOfRangeException | duckdb.NotImplementedException
+                  | duckdb.ConstraintException | duckdb.PermissionException):
+        return errors.InvalidRequest(str(exc).strip())
+    if isinstance(exc, duckdb.OutOfMemoryException | MemoryError):
+        return errors.Unavailable("the node is out of memory for this query; retry later or narrow it")
+    if isinstance(exc, pa.ArrowInvalid | pa.ArrowTypeError):
+        return errors.InvalidRequest(str(exc).split("\n")[0])
+    log.exception("internal error")
+    return errors.Internal("internal error; the node logged the details")
+
+
+def flight_errors(fn):
+    """Decorator for Flight handlers: every exception leaves as a clean gRPC status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (WireInvalid, WireNotFound, WireUnimplemented, flight.FlightError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the edge: nothing escapes untranslated
+            raise to_flight(translate(exc)) from None
+
+    return wrapper

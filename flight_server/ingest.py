@@ -1,0 +1,238 @@
+"""Ingest: validate -> WAL (fsync) -> buffer -> acknowledge; replay at start; drop.
+
+A DoPut is applied in chunks of ``wal.chunk_bytes``: each chunk is one WAL segment, durable
+before it joins the buffer. A stream smaller than one chunk (the common case) is therefore
+all-or-nothing; a larger stream commits chunk by chunk so the node never holds an
+unbounded stream in memory. Schema checks happen before the first byte is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from clients.errors import AlreadyExists, InvalidRequest, NotFound
+
+from .buffer import BufferEntry, BufferManager
+from .catalog import Catalog, check_table_name
+from .metadata.base import TableConfig, TableInfo
+from .schema import conform, evolve, normalize_schema
+from .storage.base import ObjectStore
+from .wal import WriteAheadLog
+
+log = logging.getLogger("miniodb.ingest")
+
+MODES = ("create", "append", "replace", "create_append")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    table: str
+    rows: int
+    bytes: int
+    duplicate: bool = False
+
+
+class Ingestor:
+    def __init__(
+        self,
+        node_id: str,
+        catalog: Catalog,
+        store: ObjectStore,
+        wal: WriteAheadLog,
+        buffers: BufferManager,
+        chunk_bytes: int,
+        auto_create: bool = True,
+        on_appended: Callable[[str], None] | None = None,
+        on_dropped: Callable[[str, list[str]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        backpressure_timeout: float = 300.0,
+    ):
+        self.node_id = node_id
+        self.catalog = catalog
+        self.store = store
+        self.wal = wal
+        self.buffers = buffers
+        self.chunk_bytes = chunk_bytes
+        self.auto_create = auto_create
+        self.on_appended = on_appended or (lambda name: None)
+        self.on_dropped = on_dropped or (lambda name, keys: None)
+        self._clock = clock
+        self.backpressure_timeout = backpressure_timeout
+        self._live: dict[str, str] = {}  # table -> table_id this node may append to
+        self._ddl_locks: dict[str, threading.Lock] = {}
+        self._ddl_guard = threading.Lock()
+        self._seen: OrderedDict[str, int] = OrderedDict()  # batch id -> rows (exactly-once)
+        self._seen_lock = threading.Lock()
+        self.rows_total = 0
+        self.bytes_total = 0
+
+    def _ddl_lock(self, name: str) -> threading.Lock:
+        with self._ddl_guard:
+            return self._ddl_locks.setdefault(name.lower(), threading.Lock())
+
+    # -- tables ------------------------------------------------------------------------
+    def create_table(self, name: str, schema: pa.Schema, config: TableConfig | None = None,
+                     if_not_exists: bool = False) -> TableInfo:
+        with self._ddl_lock(name):
+            info = self.catalog.create(name, schema, config, if_not_exists=if_not_exists)
+            self._activate(info)
+            return info
+
+    def _activate(self, info: TableInfo) -> None:
+        self._live[info.name] = info.table_id
+        self.buffers.set_limits(info.name, info.config.buffer_size, info.config.flush_interval_seconds)
+
+    def drop_table(self, name: str, if_exists: bool = False) -> bool:
+        check_table_name(name)
+        with self._ddl_lock(name):
+            try:
+                self._drop_locked(name)
+            except NotFound:
+                if if_exists:
+                    return False
+                raise
+            return True
+
+    def _drop_locked(self, name: str) -> None:
+        files = self.catalog.drop(name)
+        self._forget(name)
+        keys = [f.key for f in files]
+        self.store.delete_many(keys)
+        self.on_dropped(name, keys)
+
+    def _forget(self, name: str) -> None:
+        """Drop this node's buffer and WAL segments of a table (its rows must never return)."""
+        with self.buffers.lock:
+            self._live.pop(name, None)
+            buf = self.buffers.remove(name)
+        if buf is not None:
+            self.wal.remove([e.seq for e in (*buf.flushing, *buf.entries)])
+
+    def resolve_for_write(self, name: str, schema: pa.Schema, mode: str) -> TableInfo:
+        """The table to write ``schema`` data into, created/replaced/evolved as ``mode`` says."""
+        if mode not in MODES:
+            raise InvalidRequest(f"unknown ingest mode {mode!r}; use one of {', '.join(MODES)}")
+        check_table_name(name)
+        incoming = normalize_schema(schema)
+        with self._ddl_lock(name):
+            info = self.catalog.find(name)
+            if mode == "create" and info is not None:
+                raise AlreadyExists(f"table {name!r} already exists (mode 'create')", detail={"table": name})
+            if mode == "append" and info is None:
+                raise NotFound(f"table {name!r} not found (mode 'append' does not create tables)",
+                               detail={"table": name})
+            if mode == "create_append" and info is None and not self.auto_create:
+                raise NotFound(f"table {name!r} not found and automatic table creation is disabled",
+                               detail={"table": name})
+            if mode == "replace" and info is not None:
+                self._drop_locked(name)
+                info = None
+            if info is None:
+                info = self.catalog.create(name, incoming)
+                self._activate(info)
+                return info
+            new_schema = evolve(info.schema, incoming)
+            if not new_schema.equals(info.schema):
+                if info.config.properties.get("auto_evolve", "true").lower() == "false":
+                    raise InvalidRequest(f"table {name!r} does not accept schema changes (auto_evolve=false)")
+                info = self.catalog.update_schema(info, new_schema)
+                log.info("table %s schema evolved to version %d", name, info.schema_version)
+            self._activate(info)
+            return info
+
+    # -- ingest ------------------------------------------------------------------------
+    def ingest(self, name: str, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema,
+               mode: str = "create_append", batch_id: str = "") -> IngestResult:
+        if batch_id:
+            with self._seen_lock:
+                if batch_id in self._seen:
+                    return IngestResult(name, self._seen[batch_id], 0, duplicate=True)
+        info = self.resolve_for_write(name, schema, mode)
+        if isinstance(batches, pa.Table):
+            batches = batches.to_batches()
+        rows = nbytes = 0
+        for chunk in self._chunks(batches):
+            r, b = self._commit_chunk(info, chunk, batch_id)
+            rows += r
+            nbytes += b
+        if batch_id:
+            with self._seen_lock:
+                self._seen[batch_id] = rows
+                while len(self._seen) > 100_000:
+                    self._seen.popitem(last=False)
+        return IngestResult(info.name, rows, nbytes)
+
+    def _chunks(self, batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatch]]:
+        pending: list[pa.RecordBatch] = []
+        size = 0
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            pending.append(batch)
+            size += batch.nbytes
+            if size >= self.chunk_bytes:
+                yield pending
+                pending, size = [], 0
+        if pending:
+            yield pending
+
+    def _commit_chunk(self, info: TableInfo, batches: list[pa.RecordBatch], batch_id: str) -> tuple[int, int]:
+        data = conform(pa.Table.from_batches(batches), self._current_schema(info))
+        if self.buffers.over_capacity(info.name):
+            self.on_appended(info.name)  # make sure the flusher is on it
+            if not self.buffers.wait_capacity(info.name, self.backpressure_timeout):
+                from clients.errors import Unavailable
+
+                raise Unavailable(f"table {info.name!r} has too much unflushed data; flushes are failing")
+        segment = self.wal.append(info.name, info.table_id, data, batch_id)
+        with self.buffers.lock:
+            if self._live.get(info.name) != info.table_id:
+                self.wal.remove([segment.seq])
+                raise NotFound(f"table {info.name!r} was dropped during the ingest", detail={"table": info.name})
+            schema = self._current_schema(info)
+            self.buffers.append(info.name, info.table_id, schema,
+                                BufferEntry(segment.seq, data, self._clock(), batch_id))
+        self.rows_total += data.num_rows
+        self.bytes_total += data.nbytes
+        self.on_appended(info.name)
+        return data.num_rows, data.nbytes
+
+    def _current_schema(self, info: TableInfo) -> pa.Schema:
+        buf = self.buffers.get(info.name)
+        if buf is not None and buf.table_id == info.table_id and len(buf.schema) > len(info.schema):
+            # another writer evolved the table after we resolved it: keep the widest
+            return evolve(buf.schema, info.schema)
+        latest = self.catalog.find(info.name)
+        return latest.schema if latest is not None and latest.table_id == info.table_id else info.schema
+
+    # -- start -------------------------------------------------------------------------
+    def load_tables(self) -> None:
+        for info in self.catalog.list():
+            self._activate(info)
+
+    def replay(self, watermark: Callable[[str, str], int]) -> int:
+        """Re-buffer WAL segments not yet persisted; drop those of dropped or persisted tables."""
+        replayed = 0
+        stale = []
+        for seg in self.wal.segments():
+            info = self.catalog.find(seg.table) if seg.table else None
+            if info is None or info.table_id != seg.table_id or seg.seq <= watermark(seg.table, seg.table_id):
+                stale.append(seg.seq)
+                continue
+            data = conform(self.wal.read(seg), info.schema)
+            self._activate(info)
+            self.buffers.append(info.name, info.table_id, info.schema,
+                                BufferEntry(seg.seq, data, self._clock(), seg.batch_id))
+            if seg.batch_id:
+                with self._seen_lock:
+                    self._seen[seg.batch_id] = self._seen.get(seg.batch_id, 0) + data.num_rows
+            replayed += data.num_rows
+        self.wal.remove(stale)
+        return replayed

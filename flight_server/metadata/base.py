@@ -1,0 +1,270 @@
+"""MetadataStore: tables, the file manifest, sequence counters, data versions, live nodes.
+
+Implementations: :class:`~flight_server.metadata.sqlite.SQLiteMetadataStore` (embedded, the
+default) and ``RedisMetadataStore`` (server mode, standalone or Sentinel). Pick one by URL
+with :func:`flight_server.metadata.load_metadata_store`.
+
+Contract (checked by ``tests/contract/test_metadata_store.py`` against every backend):
+
+* ``create_table`` is atomic and raises ``AlreadyExists``; names are unique.
+* ``commit_files`` adds and removes manifest entries, bumps the table's data version and
+  records the WAL watermark of the committing node in one atomic step; it raises
+  ``NotFound`` if the table (that incarnation, by ``table_id``) no longer exists.
+* ``update_table`` is a compare-and-set on ``schema_version`` (``Conflict`` if it moved).
+* ``drop_table`` removes the table, its manifest and its watermarks; it returns the
+  dropped file entries so the caller can delete the objects.
+* A backend that cannot be reached raises ``clients.errors.Unavailable``.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import datetime as dt
+import decimal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """Per-table settings; ``None`` means "use the node's default"."""
+
+    buffer_size: int | None = None
+    flush_interval_seconds: float | None = None
+    retention_days: int | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "buffer_size": self.buffer_size,
+            "flush_interval_seconds": self.flush_interval_seconds,
+            "retention_days": self.retention_days,
+            "properties": dict(self.properties),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> TableConfig:
+        d = d or {}
+        return cls(
+            buffer_size=d.get("buffer_size"),
+            flush_interval_seconds=d.get("flush_interval_seconds"),
+            retention_days=d.get("retention_days"),
+            properties=dict(d.get("properties") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    table_id: str  # identifies this incarnation; a re-created table gets a new id
+    schema: pa.Schema
+    config: TableConfig = field(default_factory=TableConfig)
+    time_column: str | None = None
+    schema_version: int = 1
+    created_at: float = 0.0
+
+    def with_schema(self, schema: pa.Schema) -> TableInfo:
+        return replace(self, schema=schema, schema_version=self.schema_version + 1)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "table_id": self.table_id,
+            "schema": schema_to_b64(self.schema),
+            "config": self.config.to_json(),
+            "time_column": self.time_column,
+            "schema_version": self.schema_version,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TableInfo:
+        return cls(
+            name=d["name"],
+            table_id=d["table_id"],
+            schema=schema_from_b64(d["schema"]),
+            config=TableConfig.from_json(d.get("config")),
+            time_column=d.get("time_column"),
+            schema_version=int(d.get("schema_version", 1)),
+            created_at=float(d.get("created_at", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One committed Parquet object of a table."""
+
+    key: str
+    rows: int
+    size: int
+    min_values: Mapping[str, Any] = field(default_factory=dict)  # column -> JSON-encoded stat
+    max_values: Mapping[str, Any] = field(default_factory=dict)
+    node_id: str = ""
+    created_at: float = 0.0
+    columns: tuple[str, ...] = ()  # columns present in the file (older files lack newer columns)
+
+    def to_json(self) -> dict:
+        return {
+            "key": self.key,
+            "columns": list(self.columns),
+            "rows": self.rows,
+            "size": self.size,
+            "min": dict(self.min_values),
+            "max": dict(self.max_values),
+            "node_id": self.node_id,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> FileEntry:
+        return cls(
+            key=d["key"],
+            rows=int(d["rows"]),
+            size=int(d["size"]),
+            min_values=dict(d.get("min") or {}),
+            max_values=dict(d.get("max") or {}),
+            node_id=d.get("node_id", ""),
+            created_at=float(d.get("created_at", 0.0)),
+            columns=tuple(d.get("columns") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    flight_uri: str
+    version: str = ""
+    started_at: float = 0.0
+    rest_uri: str = ""
+    metrics_uri: str = ""
+    last_seen: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "node_id": self.node_id,
+            "flight_uri": self.flight_uri,
+            "version": self.version,
+            "started_at": self.started_at,
+            "rest_uri": self.rest_uri,
+            "metrics_uri": self.metrics_uri,
+            "last_seen": self.last_seen,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> NodeInfo:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class MetadataStore(abc.ABC):
+    """Thread-safe catalog of one MinIODB deployment."""
+
+    url: str
+
+    # -- tables ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_table(self, info: TableInfo) -> TableInfo: ...
+
+    @abc.abstractmethod
+    def get_table(self, name: str) -> TableInfo | None: ...
+
+    @abc.abstractmethod
+    def list_tables(self) -> list[TableInfo]:
+        """All tables, sorted by name."""
+
+    @abc.abstractmethod
+    def update_table(self, info: TableInfo, expected_schema_version: int) -> TableInfo:
+        """Replace schema/config if the stored ``schema_version`` still equals the expected one."""
+
+    @abc.abstractmethod
+    def drop_table(self, name: str) -> list[FileEntry]:
+        """Remove the table and its manifest; NotFound if missing. Returns the dropped files."""
+
+    # -- manifest ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def commit_files(
+        self,
+        table: str,
+        table_id: str,
+        add: list[FileEntry],
+        remove: list[str] = (),
+        watermark: tuple[str, int] | None = None,
+    ) -> int:
+        """Atomically add/remove entries, bump and return the data version, set the watermark."""
+
+    @abc.abstractmethod
+    def list_files(self, table: str) -> list[FileEntry]:
+        """Manifest of a table sorted by key (empty for an unknown table)."""
+
+    @abc.abstractmethod
+    def data_version(self, table: str) -> int:
+        """Monotonic counter bumped by every commit and schema change; 0 for unknown."""
+
+    @abc.abstractmethod
+    def get_watermark(self, node_id: str, table_id: str) -> int:
+        """Highest WAL sequence of ``node_id`` persisted for the table incarnation (0: none)."""
+
+    # -- counters ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def next_sequence(self, name: str, count: int = 1) -> int:
+        """Atomically add ``count`` to counter ``name``; returns the new value (first is 1)."""
+
+    # -- nodes -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_node(self, node: NodeInfo, ttl: float) -> None:
+        """Register or heartbeat a node; it stays live for ``ttl`` seconds."""
+
+    @abc.abstractmethod
+    def unregister_node(self, node_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def live_nodes(self) -> list[NodeInfo]:
+        """Nodes whose last heartbeat is younger than their TTL, sorted by id."""
+
+    # -- snapshot ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def snapshot(self) -> dict:
+        """JSON-able copy of all metadata: tables, manifests, versions, watermarks, counters."""
+
+    @abc.abstractmethod
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Replace all metadata (nodes excepted) by ``snapshot`` atomically."""
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Health check; raises Unavailable."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+# -- encoding helpers shared by backends ---------------------------------------------------
+def schema_to_b64(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_b64(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def encode_stat(value: Any) -> Any:
+    """A column min/max as a JSON value (timestamps/dates as ISO text, decimals as text)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return None  # binary columns are not used for pruning
+    return None
+
+
+def empty_snapshot() -> dict:
+    return {"format": SNAPSHOT_FORMAT, "tables": [], "files": {}, "versions": {}, "watermarks": {}, "counters": {}}

@@ -1,0 +1,239 @@
+"""SQLiteMetadataStore: the embedded catalog (one file under the data dir), transactional."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clients.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, Unavailable
+
+from .base import SNAPSHOT_FORMAT, FileEntry, MetadataStore, NodeInfo, TableInfo
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tables (
+    name TEXT PRIMARY KEY, table_id TEXT NOT NULL, info TEXT NOT NULL,
+    schema_version INTEGER NOT NULL, data_version INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS files (
+    table_name TEXT NOT NULL, key TEXT NOT NULL, entry TEXT NOT NULL,
+    PRIMARY KEY (table_name, key));
+CREATE TABLE IF NOT EXISTS watermarks (
+    node_id TEXT NOT NULL, table_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (node_id, table_id));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY, info TEXT NOT NULL, expires_at REAL NOT NULL);
+"""
+
+
+class SQLiteMetadataStore(MetadataStore):
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.url = f"sqlite://{self.path}"
+        self._clock = clock
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot open metadata database {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _tx(self):
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise Unavailable(f"metadata database unavailable: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise Unavailable(f"metadata database unavailable: {exc}") from exc
+
+    # -- tables ------------------------------------------------------------------------
+    def create_table(self, info: TableInfo) -> TableInfo:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM tables WHERE name=?", (info.name,)).fetchone():
+                raise AlreadyExists(f"table {info.name!r} already exists")
+            db.execute(
+                "INSERT INTO tables(name, table_id, info, schema_version, data_version) VALUES (?,?,?,?,?)",
+                (info.name, info.table_id, orjson.dumps(info.to_json()).decode(), info.schema_version,
+                 self._next_version(db)),
+            )
+        return info
+
+    def get_table(self, name: str) -> TableInfo | None:
+        rows = self._query("SELECT info FROM tables WHERE name=?", (name,))
+        return TableInfo.from_json(orjson.loads(rows[0][0])) if rows else None
+
+    def list_tables(self) -> list[TableInfo]:
+        return [TableInfo.from_json(orjson.loads(r[0])) for r in self._query("SELECT info FROM tables ORDER BY name")]
+
+    def update_table(self, info: TableInfo, expected_schema_version: int) -> TableInfo:
+        with self._tx() as db:
+            row = db.execute("SELECT table_id, schema_version FROM tables WHERE name=?", (info.name,)).fetchone()
+            if not row or row[0] != info.table_id:
+                raise NotFound(f"table {info.name!r} not found")
+            if row[1] != expected_schema_version:
+                raise Conflict(f"table {info.name!r} was changed concurrently (schema version {row[1]})")
+            db.execute(
+                "UPDATE tables SET info=?, schema_version=?, data_version=? WHERE name=?",
+                (orjson.dumps(info.to_json()).decode(), info.schema_version, self._next_version(db), info.name),
+            )
+        return info
+
+    def drop_table(self, name: str) -> list[FileEntry]:
+        with self._tx() as db:
+            row = db.execute("SELECT table_id FROM tables WHERE name=?", (name,)).fetchone()
+            if not row:
+                raise NotFound(f"table {name!r} not found")
+            files = [FileEntry.from_json(orjson.loads(r[0]))
+                     for r in db.execute("SELECT entry FROM files WHERE table_name=? ORDER BY key", (name,))]
+            db.execute("DELETE FROM files WHERE table_name=?", (name,))
+            db.execute("DELETE FROM watermarks WHERE table_id=?", (row[0],))
+            db.execute("DELETE FROM tables WHERE name=?", (name,))
+        return files
+
+    # -- manifest ----------------------------------------------------------------------
+    def commit_files(self, table, table_id, add, remove=(), watermark=None) -> int:
+        with self._tx() as db:
+            row = db.execute("SELECT table_id FROM tables WHERE name=?", (table,)).fetchone()
+            if not row or row[0] != table_id:
+                raise NotFound(f"table {table!r} not found (dropped or re-created)")
+            if remove:
+                db.executemany("DELETE FROM files WHERE table_name=? AND key=?", [(table, k) for k in remove])
+            if add:
+                db.executemany(
+                    "INSERT OR REPLACE INTO files(table_name, key, entry) VALUES (?,?,?)",
+                    [(table, f.key, orjson.dumps(f.to_json()).decode()) for f in add],
+                )
+            if watermark is not None:
+                node_id, seq = watermark
+                db.execute(
+                    "INSERT INTO watermarks(node_id, table_id, seq) VALUES (?,?,?) "
+                    "ON CONFLICT(node_id, table_id) DO UPDATE SET seq=max(seq, excluded.seq)",
+                    (node_id, table_id, int(seq)),
+                )
+            version = self._next_version(db)
+            db.execute("UPDATE tables SET data_version=? WHERE name=?", (version, table))
+        return version
+
+    @staticmethod
+    def _next_version(db: sqlite3.Connection) -> int:
+        # One global counter: versions are unique across tables and never reused after a drop.
+        db.execute(
+            "INSERT INTO counters(name, value) VALUES ('__data_version', 1) "
+            "ON CONFLICT(name) DO UPDATE SET value=value+1"
+        )
+        return db.execute("SELECT value FROM counters WHERE name='__data_version'").fetchone()[0]
+
+    def list_files(self, table: str) -> list[FileEntry]:
+        rows = self._query("SELECT entry FROM files WHERE table_name=? ORDER BY key", (table,))
+        return [FileEntry.from_json(orjson.loads(r[0])) for r in rows]
+
+    def data_version(self, table: str) -> int:
+        rows = self._query("SELECT data_version FROM tables WHERE name=?", (table,))
+        return rows[0][0] if rows else 0
+
+    def get_watermark(self, node_id: str, table_id: str) -> int:
+        rows = self._query("SELECT seq FROM watermarks WHERE node_id=? AND table_id=?", (node_id, table_id))
+        return rows[0][0] if rows else 0
+
+    # -- counters ----------------------------------------------------------------------
+    def next_sequence(self, name: str, count: int = 1) -> int:
+        if count < 1:
+            raise InvalidRequest("count must be positive")
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=value+?",
+                (name, count, count),
+            )
+            return db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()[0]
+
+    # -- nodes -------------------------------------------------------------------------
+    def register_node(self, node: NodeInfo, ttl: float) -> None:
+        now = self._clock()
+        info = NodeInfo(**{**node.to_json(), "last_seen": now})
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO nodes(node_id, info, expires_at) VALUES (?,?,?)",
+                (node.node_id, orjson.dumps(info.to_json()).decode(), now + ttl),
+            )
+
+    def unregister_node(self, node_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM nodes WHERE node_id=?", (node_id,))
+
+    def live_nodes(self) -> list[NodeInfo]:
+        rows = self._query("SELECT info FROM nodes WHERE expires_at > ? ORDER BY node_id", (self._clock(),))
+        return [NodeInfo.from_json(orjson.loads(r[0])) for r in rows]
+
+    # -- snapshot ----------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        with self._tx() as db:  # one consistent read
+            tables = [orjson.loads(r[0]) for r in db.execute("SELECT info FROM tables ORDER BY name")]
+            files: dict[str, list] = {}
+            for name, entry in db.execute("SELECT table_name, entry FROM files ORDER BY table_name, key"):
+                files.setdefault(name, []).append(orjson.loads(entry))
+            versions = dict(db.execute("SELECT name, data_version FROM tables").fetchall())
+            watermarks = {f"{n}|{t}": s for n, t, s in db.execute("SELECT node_id, table_id, seq FROM watermarks")}
+            counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+        return {"format": SNAPSHOT_FORMAT, "tables": tables, "files": files, "versions": versions,
+                "watermarks": watermarks, "counters": counters}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise InvalidRequest(f"unsupported metadata snapshot format {snapshot.get('format')!r}")
+        tables = [TableInfo.from_json(t) for t in snapshot.get("tables", [])]
+        with self._tx() as db:
+            # Versions only move forward, so caches keyed by data version never serve stale data.
+            current = db.execute("SELECT value FROM counters WHERE name='__data_version'").fetchone()
+            floor = max([current[0] if current else 0, *snapshot.get("counters", {}).values(), 0])
+            for tbl in ("tables", "files", "watermarks", "counters"):
+                db.execute(f"DELETE FROM {tbl}")  # noqa: S608 - fixed names
+            for name, value in snapshot.get("counters", {}).items():
+                db.execute("INSERT INTO counters(name, value) VALUES (?,?)", (name, int(value)))
+            db.execute(
+                "INSERT INTO counters(name, value) VALUES ('__data_version', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=?", (floor, floor))
+            for t in tables:
+                db.execute(
+                    "INSERT INTO tables(name, table_id, info, schema_version, data_version) VALUES (?,?,?,?,?)",
+                    (t.name, t.table_id, orjson.dumps(t.to_json()).decode(), t.schema_version,
+                     self._next_version(db)),
+                )
+            for name, entries in snapshot.get("files", {}).items():
+                db.executemany(
+                    "INSERT INTO files(table_name, key, entry) VALUES (?,?,?)",
+                    [(name, e["key"], orjson.dumps(FileEntry.from_json(e).to_json()).decode()) for e in entries],
+                )
+            for k, seq in snapshot.get("watermarks", {}).items():
+                node_id, table_id = k.split("|", 1)
+                db.execute("INSERT INTO watermarks(node_id, table_id, seq) VALUES (?,?,?)", (node_id, table_id, seq))
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def check(self) -> None:
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

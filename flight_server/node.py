@@ -1,0 +1,385 @@
+"""Node assembly and lifecycle: ordered start (stores -> catalog -> WAL replay -> flusher ->
+listeners -> registry) and ordered shutdown (listeners -> flush everything -> stores)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from clients import protocol
+from clients.errors import InvalidRequest, MinioDBError, NotFound
+
+from .buffer import BufferManager
+from .cache import FileCache
+from .catalog import Catalog
+from .config import Settings
+from .flightsql.server import MinioFlightServer
+from .http import HttpListener
+from .ingest import Ingestor, IngestResult
+from .metadata import load_metadata_store
+from .metadata.base import NodeInfo, TableConfig
+from .metrics import Metrics
+from .paths import NODE_ID
+from .persist import Flusher, FlushResult
+from .query.engine import QueryEngine, QueryResult, classify
+from .query.resolve import TableResolver
+from .storage import load_object_store
+from .wal import WriteAheadLog
+
+log = logging.getLogger("miniodb.node")
+
+
+def package_version() -> str:
+    try:
+        return version("miniodb")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def _advertise_host(settings: Settings) -> str:
+    if settings.server.advertise_host:
+        return settings.server.advertise_host
+    host = settings.server.host
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1" if host != "0.0.0.0" or not os.environ.get("HOSTNAME") else socket.gethostname()
+    return host
+
+
+class Node:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.version = package_version()
+        node_id = settings.server.node_id or socket.gethostname().split(".")[0] or "node"
+        if not NODE_ID.match(node_id):
+            raise InvalidRequest(f"invalid node id {node_id!r}")
+        self.node_id = node_id
+        self.started_at = time.time()
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        self.flight: MinioFlightServer | None = None
+        self.rest: HttpListener | None = None
+        self.metrics_http: HttpListener | None = None
+        self.addresses: dict[str, str] = {}
+
+    # -- start ---------------------------------------------------------------------------
+    def start(self) -> Node:
+        s = self.settings
+        data = s.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.metrics = Metrics(self.version, self.node_id)
+        self.store = load_object_store(s.object_store_url, s.storage)
+        self.store.check()
+        self.metadata = load_metadata_store(s.metadata_url, settings=s.redis)
+        self.metadata.check()
+        self.catalog = Catalog(self.metadata)
+        self.wal = WriteAheadLog(s.wal_dir, sync=s.wal.sync == "always")
+        self.buffers = BufferManager(s.buffer.size, s.buffer.flush_interval, s.buffer.max_bytes)
+        self.file_cache = FileCache(self.store, s.cache_dir, s.query.file_cache_bytes)
+        self.flusher = Flusher(self.node_id, self.catalog, self.store, self.wal, self.buffers, self.file_cache,
+                               data / "tmp", on_flushed=self._on_flushed)
+        self.ingestor = Ingestor(self.node_id, self.catalog, self.store, self.wal, self.buffers,
+                                 chunk_bytes=s.wal.chunk_bytes, auto_create=s.tables.auto_create,
+                                 on_appended=self._on_appended, on_dropped=self._on_dropped)
+        allowed = [str(s.cache_dir)]
+        local_root = self.store.local_path("x")
+        if local_root is not None or s.object_store_url.startswith("file://"):
+            allowed.append(s.object_store_url[len("file://"):])
+        (data / "spill").mkdir(exist_ok=True)
+        self.engine = QueryEngine(allowed, threads=s.query.threads, memory_limit=s.query.memory_limit,
+                                  batch_rows=s.query.batch_rows, temp_dir=str(data / "spill"))
+        self.resolver = TableResolver(self.catalog, self.buffers, self.file_cache, self.engine)
+        self.ingestor.load_tables()
+        replayed = self.ingestor.replay(lambda table, table_id: self.metadata.get_watermark(self.node_id, table_id))
+        if replayed:
+            log.info("replayed %d rows from the WAL", replayed)
+        self.flusher.start()
+        self._start_listeners()
+        self._registry_thread = threading.Thread(target=self._heartbeat, name="miniodb-registry", daemon=True)
+        self._heartbeat_once()
+        self._registry_thread.start()
+        self.metrics.up.set(1)
+        log.info("node %s serving flight=%s rest=%s metrics=%s", self.node_id, self.addresses.get("flight"),
+                 self.addresses.get("rest"), self.addresses.get("metrics"))
+        return self
+
+    def _start_listeners(self) -> None:
+        s = self.settings
+        host = s.server.host
+        adv = _advertise_host(s)
+        scheme = "grpc+tls" if s.server.tls_enabled else "grpc"
+        certs = []
+        if s.server.tls_enabled:
+            certs = [(Path(s.server.tls_cert_file).read_bytes(), Path(s.server.tls_key_file).read_bytes())]
+        self.flight = MinioFlightServer(f"{scheme}://{host}:{s.server.grpc_port}", self,
+                                        tls_certificates=certs)
+        self.addresses["flight"] = f"{scheme}://{adv}:{self.flight.port}"
+        http_scheme = "https" if s.server.tls_enabled else "http"
+        self.rest = HttpListener(host, s.server.rest_port, {"/api/v1/health": self._http_health})
+        self.rest.start()
+        self.addresses["rest"] = f"{http_scheme}://{adv}:{self.rest.port}"
+        self.metrics_http = HttpListener(host, s.server.metrics_port, {"/metrics": self._http_metrics})
+        self.metrics_http.start()
+        self.addresses["metrics"] = f"http://{adv}:{self.metrics_http.port}"
+        self._flight_thread = threading.Thread(target=self.flight.serve, name="miniodb-flight", daemon=True)
+        self._flight_thread.start()
+
+    def _http_health(self) -> tuple[int, str, bytes]:
+        h = self.health()
+        return (200 if h["status"] == "ok" else 503), "application/json", orjson.dumps(h)
+
+    def _http_metrics(self) -> tuple[int, str, bytes]:
+        self._refresh_gauges()
+        return 200, self.metrics.content_type, self.metrics.render()
+
+    def _refresh_gauges(self) -> None:
+        self.metrics.wal_bytes.set(self.wal.total_bytes)
+        for name in self.buffers.names():
+            buf = self.buffers.get(name)
+            self.metrics.buffer_rows.labels(table=name).set(buf.rows if buf else 0)
+
+    # -- registry ------------------------------------------------------------------------
+    def node_info(self) -> NodeInfo:
+        return NodeInfo(node_id=self.node_id, flight_uri=self.addresses.get("flight", ""), version=self.version,
+                        started_at=self.started_at, rest_uri=self.addresses.get("rest", ""),
+                        metrics_uri=self.addresses.get("metrics", ""))
+
+    def _heartbeat_once(self) -> None:
+        try:
+            self.metadata.register_node(self.node_info(), ttl=self.settings.metadata.node_ttl)
+        except MinioDBError as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    def _heartbeat(self) -> None:
+        interval = max(0.5, self.settings.metadata.node_ttl / 3)
+        while not self._stopped.wait(interval):
+            self._heartbeat_once()
+
+    # -- callbacks -----------------------------------------------------------------------
+    def _on_appended(self, name: str) -> None:
+        if name in self.buffers.due():
+            self.flusher.request(name)
+
+    def _on_dropped(self, name: str, keys: list[str]) -> None:
+        self.file_cache.discard(keys)
+
+    def _on_flushed(self, result: FlushResult) -> None:
+        self.metrics.flush_duration.observe(result.seconds)
+        self.metrics.objects_written.inc(result.files)
+
+    # -- API used by the Flight server ---------------------------------------------------
+    def query(self, sql: str, params: Any = None) -> QueryResult:
+        started = time.perf_counter()
+        kind, _ = classify(sql)
+        try:
+            result = self.engine.execute(sql, params, self.resolver, kind=kind)
+        except MinioDBError as exc:
+            self.metrics.errors.labels(code=exc.code).inc()
+            raise
+        self.metrics.query_duration.labels(kind=kind.lower()).observe(time.perf_counter() - started)
+        return result
+
+    def ingest(self, table: str, batches, schema: pa.Schema, mode: str, batch_id: str = "") -> IngestResult:
+        try:
+            result = self.ingestor.ingest(table, batches, schema, mode, batch_id)
+        except MinioDBError as exc:
+            self.metrics.errors.labels(code=exc.code).inc()
+            raise
+        self.metrics.ingest_rows.labels(table=result.table).inc(result.rows)
+        self.metrics.ingest_bytes.labels(table=result.table).inc(result.bytes)
+        return result
+
+    def flush(self, table: str | None = None) -> list[FlushResult]:
+        if table is not None:
+            self.catalog.get(table)
+            return [self.flusher.flush_table(table)]
+        return self.flusher.flush_all()
+
+    def describe(self, name: str) -> dict:
+        info = self.catalog.get(name)
+        stats = self.catalog.stats(name)
+        buf = self.buffers.get(name)
+        stats["buffered_rows"] = buf.rows if buf is not None and buf.table_id == info.table_id else 0
+        stats["rows_total"] = stats["rows"] + stats["buffered_rows"]
+        if info.time_column:
+            t = info.schema.field(info.time_column).type
+            for k in ("time_min", "time_max"):
+                stats[k] = _temporal_iso(stats[k], t)
+        defaults = {"buffer_size": self.settings.buffer.size,
+                    "flush_interval_seconds": self.settings.buffer.flush_interval,
+                    "retention_days": self.settings.tables.retention_days}
+        cfg = info.config.to_json()
+        effective = {k: (cfg[k] if cfg.get(k) is not None else v) for k, v in defaults.items()}
+        return {
+            "name": info.name,
+            "table_id": info.table_id,
+            "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in info.schema],
+            "schema_ipc": protocol.dumps(info.schema.serialize().to_pybytes()).decode().strip('"'),
+            "schema_version": info.schema_version,
+            "time_column": info.time_column,
+            "config": {**effective, "properties": dict(info.config.properties)},
+            "stats": stats,
+            "created_at": info.created_at,
+        }
+
+    def health(self) -> dict:
+        checks = {"flight": "ok" if self.flight is not None else "down"}
+        for name, probe in (("metadata", self.metadata.check), ("storage", self.store.check)):
+            try:
+                probe()
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                checks[name] = f"down: {getattr(exc, 'message', None) or type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return {"status": "ok" if ok else "degraded", "version": self.version, "node_id": self.node_id,
+                "checks": checks}
+
+    def status(self) -> dict:
+        buffers = {}
+        for name in self.buffers.names():
+            buf = self.buffers.get(name)
+            if buf is not None:
+                buffers[name] = {"rows": buf.rows, "bytes": buf.nbytes, "flushing_rows": sum(e.rows for e in buf.flushing)}
+        try:
+            nodes = [n.to_json() for n in self.metadata.live_nodes()]
+        except MinioDBError as exc:
+            nodes = [{"error": exc.message}]
+        return {
+            "node": {**self.node_info().to_json(), "uptime_seconds": time.time() - self.started_at},
+            "buffers": buffers,
+            "wal_bytes": self.wal.total_bytes,
+            "file_cache": self.file_cache.stats(),
+            "flush_errors": dict(self.flusher.last_error),
+            "nodes": nodes,
+            "storage": self.store.url if not self.store.url.startswith("s3") else self.store.url.split("@")[-1],
+            "metadata": self.metadata.url.split("@")[-1],
+        }
+
+    def action(self, name: str, body: dict) -> Any:
+        if name == protocol.ACTION_HEALTH:
+            return self.health()
+        if name == protocol.ACTION_STATUS:
+            return self.status()
+        if name == protocol.ACTION_FLUSH:
+            table = body.get("table")
+            results = self.flush(table)
+            return {"flushed": [r.__dict__ for r in results if r.rows],
+                    "rows": sum(r.rows for r in results), "files": sum(r.files for r in results)}
+        if name == protocol.ACTION_LIST_TABLES:
+            tables = self.catalog.list(body.get("pattern"))
+            return {"tables": [{"name": t.name, "columns": len(t.schema), "time_column": t.time_column}
+                               for t in tables]}
+        if name == protocol.ACTION_DESCRIBE_TABLE:
+            return self.describe(_required(body, "name"))
+        if name == protocol.ACTION_CREATE_TABLE:
+            return self._create_table(body)
+        if name == protocol.ACTION_DROP_TABLE:
+            dropped = self.ingestor.drop_table(_required(body, "name"), if_exists=bool(body.get("if_exists")))
+            return {"dropped": dropped}
+        raise NotFound(f"action {name!r} is not available on this node")
+
+    def _create_table(self, body: dict) -> dict:
+        name = _required(body, "name")
+        schema = schema_from_json(body.get("schema"))
+        cfg = body.get("config") or {}
+        if not isinstance(cfg, dict):
+            raise InvalidRequest("config must be an object")
+        unknown = set(cfg) - {"buffer_size", "flush_interval_seconds", "retention_days", "properties"}
+        if unknown:
+            raise InvalidRequest(f"unknown table config keys: {', '.join(sorted(unknown))}")
+        config = TableConfig.from_json(cfg)
+        info = self.ingestor.create_table(name, schema, config, if_not_exists=bool(body.get("if_not_exists")))
+        return self.describe(info.name)
+
+    # -- stop ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+        self.metrics.up.set(0)
+        if self.flight is not None:
+            self.flight.shutdown()
+        for listener in (self.rest, self.metrics_http):
+            if listener is not None:
+                listener.stop()
+        self.flusher.stop()
+        try:
+            self.flusher.flush_all()
+        except Exception as exc:  # noqa: BLE001 - the WAL keeps the rows
+            log.warning("final flush incomplete, rows stay in the WAL: %s", exc)
+        try:
+            self.metadata.unregister_node(self.node_id)
+        except MinioDBError:
+            pass
+        self.resolver.close()
+        self.engine.close()
+        self.metadata.close()
+        self.store.close()
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+
+def _required(body: dict, key: str) -> Any:
+    value = body.get(key)
+    if value in (None, ""):
+        raise InvalidRequest(f"missing {key!r}")
+    return value
+
+
+_SIMPLE_TYPES = {
+    "bool": pa.bool_(), "boolean": pa.bool_(), "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(),
+    "int64": pa.int64(), "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(),
+    "uint64": pa.uint64(), "float32": pa.float32(), "float": pa.float32(), "float64": pa.float64(),
+    "double": pa.float64(), "string": pa.string(), "utf8": pa.string(), "binary": pa.binary(),
+    "date32": pa.date32(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC"),
+    "timestamp[us]": pa.timestamp("us"), "timestamp[ms]": pa.timestamp("ms"), "timestamp[ns]": pa.timestamp("ns"),
+    "timestamp[s]": pa.timestamp("s"), "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+    "timestamp[ms, tz=UTC]": pa.timestamp("ms", tz="UTC"), "timestamp[ns, tz=UTC]": pa.timestamp("ns", tz="UTC"),
+}
+
+
+def schema_from_json(spec: Any) -> pa.Schema:
+    """A schema from ``[{name, type, nullable?}]`` (pyarrow type names) or base64 Arrow IPC."""
+    if isinstance(spec, str):
+        import base64
+
+        try:
+            return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(spec)))
+        except (ValueError, pa.ArrowInvalid) as exc:
+            raise InvalidRequest("schema: not a base64 Arrow IPC schema") from exc
+    if not isinstance(spec, list) or not spec:
+        raise InvalidRequest("schema must be a non-empty list of {name, type} objects")
+    fields = []
+    for col in spec:
+        if not isinstance(col, dict) or "name" not in col or "type" not in col:
+            raise InvalidRequest("each schema column needs 'name' and 'type'")
+        t = _SIMPLE_TYPES.get(str(col["type"]).strip().lower()) or _SIMPLE_TYPES.get(str(col["type"]).strip())
+        if t is None:
+            raise InvalidRequest(f"column {col['name']!r}: unknown type {col['type']!r}; "
+                                 f"use one of {', '.join(sorted(_SIMPLE_TYPES))}")
+        fields.append(pa.field(str(col["name"]), t, nullable=bool(col.get("nullable", True))))
+    return pa.schema(fields)
+
+
+def _temporal_iso(raw: Any, t: pa.DataType) -> Any:
+    if raw is None:
+        return None
+    try:
+        if pa.types.is_timestamp(t):
+            return pa.scalar(raw, pa.int64()).cast(t).as_py().isoformat()
+        if pa.types.is_date32(t):
+            return (dt.date(1970, 1, 1) + dt.timedelta(days=raw)).isoformat()
+    except (ValueError, OverflowError, pa.ArrowInvalid):
+        return raw
+    return raw

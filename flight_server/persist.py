@@ -1,0 +1,230 @@
+"""Persist: buffer snapshot -> Parquet (zstd, statistics) -> object store -> catalog commit
+-> WAL truncate. Runs on a background flusher (size and age policy) and on demand.
+
+Failure handling: if the upload or the commit fails, the rows go back to the buffer (still
+visible, still in the WAL) and the table is retried with capped exponential backoff. If the
+table was dropped meanwhile, the written object is deleted and the rows are discarded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clients.errors import MinioDBError, NotFound
+
+from .buffer import BufferManager
+from .cache import FileCache
+from .catalog import Catalog
+from .metadata.base import FileEntry
+from .paths import data_file_key
+from .schema import conform
+from .stats import column_stats
+from .storage.base import ObjectStore
+from .wal import WriteAheadLog
+
+log = logging.getLogger("miniodb.persist")
+
+ROW_GROUP_ROWS = 122_880  # DuckDB's own row group size: good parallelism when reading
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    table: str
+    rows: int = 0
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+class Flusher:
+    def __init__(
+        self,
+        node_id: str,
+        catalog: Catalog,
+        store: ObjectStore,
+        wal: WriteAheadLog,
+        buffers: BufferManager,
+        file_cache: FileCache,
+        tmp_dir: str | Path,
+        clock: Callable[[], float] = time.time,
+        on_flushed: Callable[[FlushResult], None] | None = None,
+        max_backoff: float = 30.0,
+    ):
+        self.node_id = node_id
+        self.catalog = catalog
+        self.metadata = catalog.metadata
+        self.store = store
+        self.wal = wal
+        self.buffers = buffers
+        self.file_cache = file_cache
+        self.tmp_dir = Path(tmp_dir)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.tmp_dir.glob("*.parquet"):
+            stale.unlink(missing_ok=True)
+        self._clock = clock
+        self.on_flushed = on_flushed or (lambda r: None)
+        self.max_backoff = max_backoff
+        self._table_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}  # table -> (attempts, next try monotonic)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: dict[str, str] = {}
+
+    def _lock_for(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._table_locks.setdefault(name, threading.Lock())
+
+    # -- one table ---------------------------------------------------------------------
+    def flush_table(self, name: str) -> FlushResult:
+        started = time.perf_counter()
+        with self._lock_for(name):
+            with self.buffers.lock:
+                buf = self.buffers.get(name)
+                if buf is None or not buf.entries:
+                    return FlushResult(name)
+                entries, buf.entries = buf.entries, []
+                buf.flushing = entries
+                buf.version += 1
+                schema, table_id = buf.schema, buf.table_id
+            seqs = [e.seq for e in entries]
+            key = None
+            tmp = self.tmp_dir / f"{uuid.uuid4().hex}.parquet"
+            try:
+                data = pa.concat_tables([conform(e.data, schema) for e in entries])
+                info = self.catalog.find(name)
+                time_column = info.time_column if info is not None and info.table_id == table_id else None
+                pq.write_table(data, tmp, compression="zstd", write_statistics=True,
+                               row_group_size=ROW_GROUP_ROWS)
+                size = tmp.stat().st_size
+                mins, maxs = column_stats(data)
+                seq = self.metadata.next_sequence(f"file:{self.node_id}")
+                key = data_file_key(name, self._day(data, time_column, mins), self.node_id, seq)
+                self.store.put_file(key, tmp)
+                entry = FileEntry(key=key, rows=data.num_rows, size=size, min_values=mins, max_values=maxs,
+                                  node_id=self.node_id, created_at=self._clock(), columns=tuple(schema.names))
+                with self.buffers.commit_lock(name):
+                    self.metadata.commit_files(name, table_id, [entry], watermark=(self.node_id, max(seqs)))
+                    with self.buffers.lock:
+                        if buf.flushing is entries:
+                            buf.flushing = []
+                            buf.version += 1
+                        self.buffers.changed.notify_all()
+            except NotFound:
+                # dropped (or replaced) while flushing: its rows must not come back
+                with self.buffers.lock:
+                    if buf.flushing is entries:
+                        buf.flushing = []
+                        buf.version += 1
+                if key:
+                    self.store.delete(key)
+                self.wal.remove(seqs)
+                tmp.unlink(missing_ok=True)
+                return FlushResult(name)
+            except BaseException:
+                with self.buffers.lock:
+                    if buf.flushing is entries:
+                        buf.entries = entries + buf.entries
+                        buf.flushing = []
+                        buf.version += 1
+                    self.buffers.changed.notify_all()
+                tmp.unlink(missing_ok=True)
+                raise
+            self.catalog.invalidate(name)
+            if tmp.exists():
+                self.file_cache.adopt(key, tmp)
+                tmp.unlink(missing_ok=True)
+            self.wal.remove(seqs)
+            self._failures.pop(name, None)
+            self.last_error.pop(name, None)
+            result = FlushResult(name, data.num_rows, 1, size, time.perf_counter() - started)
+            log.info("flushed %s: %d rows, %d bytes -> %s", name, result.rows, size, key)
+            self.on_flushed(result)
+            return result
+
+    @staticmethod
+    def _day(data: pa.Table, time_column: str | None, mins: dict) -> dt.date:
+        if time_column and time_column in data.column_names and mins.get(time_column) is not None:
+            t = data.schema.field(time_column).type
+            raw = mins[time_column]
+            try:
+                if pa.types.is_timestamp(t):
+                    value = pa.scalar(raw, pa.int64()).cast(pa.timestamp(t.unit)).as_py()
+                    return value.date()
+                if pa.types.is_date32(t):
+                    return dt.date(1970, 1, 1) + dt.timedelta(days=raw)
+            except (ValueError, OverflowError, pa.ArrowInvalid):
+                pass
+        return dt.datetime.now(dt.UTC).date()
+
+    def flush_all(self) -> list[FlushResult]:
+        results = []
+        errors = []
+        for name in self.buffers.names():
+            try:
+                results.append(self.flush_table(name))
+            except Exception as exc:  # noqa: BLE001 - flush the others, report the first
+                errors.append(exc)
+                log.warning("flush of %s failed: %s", name, exc)
+        if errors:
+            raise errors[0]
+        return results
+
+    # -- background --------------------------------------------------------------------
+    def request(self, name: str | None = None) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="miniodb-flusher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            now = time.monotonic()
+            for name in self.buffers.due():
+                attempts, next_try = self._failures.get(name, (0, 0.0))
+                if now < next_try:
+                    continue
+                try:
+                    self.flush_table(name)
+                except MinioDBError as exc:
+                    self._backoff(name, attempts, exc)
+                except Exception as exc:  # noqa: BLE001 - keep flushing other tables
+                    log.exception("flush of %s failed", name)
+                    self._backoff(name, attempts, exc)
+
+    def _backoff(self, name: str, attempts: int, exc: BaseException) -> None:
+        delay = min(self.max_backoff, 0.5 * 2**attempts)
+        self._failures[name] = (attempts + 1, time.monotonic() + delay)
+        self.last_error[name] = str(exc)
+        log.warning("flush of %s failed (attempt %d), retrying in %.1fs: %s", name, attempts + 1, delay, exc)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,135 @@
+"""Per-file column statistics (min/max) and pruning of files against literal constraints.
+
+Statistics are stored in the catalog as JSON values in the column's own domain: numbers
+for numeric columns, epoch integers (in the column's unit) for timestamps, days for dates,
+text for strings. A missing or null statistic never prunes, so pruning is always safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .metadata.base import FileEntry
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``column op literal`` taken from a WHERE clause (see :mod:`flight_server.query.analyze`)."""
+
+    column: str  # lower-cased
+    op: str  # = < <= > >=
+    literal: str  # literal text as written
+    kind: str  # DuckDB literal kind (INTEGER, NUMERIC, STRING, ...) or a cast type name
+
+
+def _stat_array(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    t = col.type
+    if pa.types.is_timestamp(t) or pa.types.is_date64(t) or pa.types.is_time(t) or pa.types.is_duration(t):
+        return col.cast(pa.int64())
+    if pa.types.is_date32(t):
+        return col.cast(pa.int32())
+    if pa.types.is_floating(t):
+        if pc.any(pc.is_nan(col)).as_py():
+            return None  # NaN sorts above everything in DuckDB: no safe max
+        return col
+    if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_boolean(t):
+        return col
+    return None
+
+
+def column_stats(table: pa.Table) -> tuple[dict[str, Any], dict[str, Any]]:
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        arr = _stat_array(col)
+        if arr is None or len(arr) == arr.null_count:
+            continue
+        mm = pc.min_max(arr)
+        mn, mx = mm["min"].as_py(), mm["max"].as_py()
+        if isinstance(mn, bool):
+            mn, mx = int(mn), int(mx)
+        mins[name], maxs[name] = mn, mx
+    return mins, maxs
+
+
+def literal_value(literal: str, kind: str, type_: pa.DataType) -> Any:
+    """The literal in the statistics domain of a column of ``type_``, or None if unknown."""
+    try:
+        if pa.types.is_integer(type_) or pa.types.is_floating(type_):
+            if kind in ("STRING", "VARCHAR", "DATE", "TIMESTAMP", "BOOLEAN"):
+                return None
+            return float(literal)
+        if pa.types.is_timestamp(type_):
+            if kind not in ("STRING", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
+                return None
+            text = literal.strip().replace("T", " ", 1)
+            return pa.array([text]).cast(pa.timestamp(type_.unit, type_.tz)).cast(pa.int64())[0].as_py()
+        if pa.types.is_date32(type_):
+            if kind not in ("STRING", "VARCHAR", "DATE"):
+                return None
+            return pa.array([literal.strip()[:10]]).cast(pa.date32()).cast(pa.int32())[0].as_py()
+        if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+            return literal if kind in ("STRING", "VARCHAR") else None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return None
+    return None
+
+
+def _matches(mn: Any, mx: Any, op: str, v: Any) -> bool:
+    try:
+        if op == "=":
+            return mn <= v <= mx
+        if op == ">":
+            return mx > v
+        if op == ">=":
+            return mx >= v
+        if op == "<":
+            return mn < v
+        if op == "<=":
+            return mn <= v
+    except TypeError:
+        return True
+    return True
+
+
+def prune(files: Sequence[FileEntry], schema: pa.Schema, constraint_sets: Iterable[Sequence[Constraint]] | None
+          ) -> list[FileEntry]:
+    """Files that may hold rows matching any of the constraint sets (None: keep all)."""
+    if constraint_sets is None:
+        return list(files)
+    types = {f.name.lower(): (f.name, f.type) for f in schema}
+    compiled: list[list[tuple[str, str, Any]]] = []
+    for cset in constraint_sets:
+        terms = []
+        for c in cset:
+            if c.column not in types:
+                continue
+            name, type_ = types[c.column]
+            v = literal_value(c.literal, c.kind, type_)
+            if v is not None:
+                terms.append((name, c.op, v))
+        if not terms:
+            return list(files)  # one reference cannot be pruned: keep everything
+        compiled.append(terms)
+    if not compiled:
+        return list(files)
+    out = []
+    for f in files:
+        for terms in compiled:
+            ok = True
+            for name, op, v in terms:
+                mn, mx = f.min_values.get(name), f.max_values.get(name)
+                if mn is None or mx is None:
+                    continue
+                if not _matches(mn, mx, op, v):
+                    ok = False
+                    break
+            if ok:
+                out.append(f)
+                break
+    return out
