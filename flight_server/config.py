@@ -225,7 +225,7 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             s = str(value).strip().replace("_", "")
-            if path.endswith(("bytes", "_size")) or "bytes" in path:
+            if "bytes" in path.lower():
                 m = _SIZE.match(s)
                 if m:
                     return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower() or None])

@@ -1,0 +1,85 @@
+import pytest
+
+from flight_server.config import ConfigError, env_name, leaf_paths, load_settings
+
+
+def test_defaults_are_embedded():
+    s = load_settings(environ={})
+    assert s.server.grpc_port == 8080 and s.server.rest_port == 8081 and s.server.metrics_port == 9090
+    assert s.embedded
+    assert s.object_store_url.startswith("file://")
+    assert s.metadata_url.startswith("sqlite://")
+
+
+def test_precedence_defaults_yaml_env_cli(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\n  grpc_port: 7000\n  rest_port: 7001\nbuffer:\n  size: 500\n")
+    env = {"MINIODB_SERVER_REST_PORT": "7101", "MINIODB_BUFFER_SIZE": "600"}
+    s = load_settings(cfg, {"buffer.size": 700, "server.node_id": None}, environ=env)
+    assert s.server.grpc_port == 7000  # yaml over default
+    assert s.server.rest_port == 7101  # env over yaml
+    assert s.buffer.size == 700  # cli over env
+    assert s.server.node_id == ""  # a flag not given overrides nothing
+
+
+def test_env_names_follow_design():
+    names = {env_name(p) for p in leaf_paths()}
+    for expected in ("MINIODB_SERVER_NODE_ID", "MINIODB_SERVER_GRPC_PORT", "MINIODB_REDIS_SENTINEL_ENABLED",
+                     "MINIODB_REDIS_SENTINEL_MASTER_NAME", "MINIODB_REDIS_SENTINEL_ADDRS",
+                     "MINIODB_STORAGE_MINIO_ENDPOINT", "MINIODB_STORAGE_MINIO_USE_SSL",
+                     "MINIODB_COORDINATOR_ENABLED", "MINIODB_COORDINATOR_MODE", "MINIODB_QUERY_CACHE_ENABLED",
+                     "MINIODB_QUERY_CACHE_DISTRIBUTED", "MINIODB_BUFFER_SIZE", "MINIODB_BUFFER_FLUSH_INTERVAL",
+                     "MINIODB_METADATA_BACKUP_ENABLED", "MINIODB_METADATA_BACKUP_INTERVAL"):
+        assert expected in names
+
+
+def test_sentinel_adders_alias_and_lists():
+    s = load_settings(environ={"MINIODB_REDIS_SENTINEL_ENABLED": "true",
+                               "MINIODB_REDIS_SENTINEL_ADDERS": "a:26379, b:26379"})
+    assert s.redis.sentinel.addrs == ("a:26379", "b:26379")
+    assert s.metadata_url.startswith("redis+sentinel://a:26379,b:26379/mymaster")
+
+
+def test_unknown_yaml_key_names_the_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\n  grpc_prot: 1\n")
+    with pytest.raises(ConfigError, match="server.grpc_prot"):
+        load_settings(cfg, environ={})
+
+
+def test_unknown_section_names_the_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("servr:\n  grpc_port: 1\n")
+    with pytest.raises(ConfigError, match="servr"):
+        load_settings(cfg, environ={})
+
+
+@pytest.mark.parametrize("env,key", [
+    ({"MINIODB_SERVER_GRPC_PORT": "eighty"}, "MINIODB_SERVER_GRPC_PORT"),
+    ({"MINIODB_BUFFER_SIZE": "-5"}, "buffer.size"),
+    ({"MINIODB_SERVER_AUTH_ENABLED": "maybe"}, "MINIODB_SERVER_AUTH_ENABLED"),
+    ({"MINIODB_SERVER_GRPC_PORT": "70000"}, "server.grpc_port"),
+    ({"MINIODB_WAL_SYNC": "sometimes"}, "wal.sync"),
+])
+def test_malformed_values_name_the_key(env, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_settings(environ=env)
+
+
+def test_malformed_yaml_value(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("buffer:\n  flush_interval: soon\n")
+    with pytest.raises(ConfigError, match="buffer.flush_interval"):
+        load_settings(cfg, environ={})
+
+
+def test_durations_and_sizes():
+    s = load_settings(environ={"MINIODB_BUFFER_FLUSH_INTERVAL": "2m", "MINIODB_BUFFER_MAX_BYTES": "64MiB"})
+    assert s.buffer.flush_interval == 120.0
+    assert s.buffer.max_bytes == 64 * 1024 * 1024
+
+
+def test_settings_are_frozen():
+    s = load_settings(environ={})
+    with pytest.raises(AttributeError):
+        s.server.grpc_port = 1  # type: ignore[misc]

@@ -1,0 +1,64 @@
+import duckdb
+import pyarrow as pa
+
+from flight_server.metadata.base import FileEntry
+from flight_server.query.analyze import analyze, parse_tree
+from flight_server.stats import column_stats, prune
+
+SCHEMA = pa.schema([("ts", pa.timestamp("us")), ("a", pa.int64()), ("s", pa.string())])
+
+
+def _entry(key, table):
+    mins, maxs = column_stats(table)
+    return FileEntry(key=key, rows=table.num_rows, size=1, min_values=mins, max_values=maxs)
+
+
+def _files():
+    import datetime as dt
+
+    out = []
+    for day in range(1, 6):
+        ts = [dt.datetime(2024, 1, day, h) for h in (0, 12, 23)]
+        t = pa.table({"ts": pa.array(ts, pa.timestamp("us")), "a": [day * 10, day * 10 + 1, day * 10 + 2],
+                      "s": [f"k{day}", "m", "z"]}, schema=SCHEMA)
+        out.append(_entry(f"f{day}", t))
+    return out
+
+
+def _sets(sql):
+    tree = parse_tree(duckdb.connect().execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    ref = analyze(tree).tables["t"]
+    return None if ref.unconstrained else ref.constraint_sets
+
+
+def _keys(sql):
+    return [f.key for f in prune(_files(), SCHEMA, _sets(sql))]
+
+
+def test_prunes_to_one_day():
+    assert _keys("SELECT * FROM t WHERE ts >= '2024-01-03' AND ts < '2024-01-04'") == ["f3"]
+    assert _keys("SELECT * FROM t WHERE ts BETWEEN TIMESTAMP '2024-01-02 00:00:00' AND '2024-01-02 23:59:59'") == ["f2"]
+
+
+def test_numeric_and_flipped_literals():
+    assert _keys("SELECT * FROM t WHERE a > 41") == ["f4", "f5"]
+    assert _keys("SELECT * FROM t WHERE 21 >= a") == ["f1", "f2"]
+    assert _keys("SELECT * FROM t WHERE a = 30") == ["f3"]
+
+
+def test_unsafe_shapes_keep_everything():
+    every = [f"f{d}" for d in range(1, 6)]
+    assert _keys("SELECT * FROM t WHERE a > 41 OR a < 0") == every
+    assert _keys("SELECT * FROM t") == every
+    assert _keys("SELECT * FROM t WHERE a > 41 UNION ALL SELECT * FROM t") == every
+    assert _keys("SELECT * FROM t WHERE a > 'x'") == every  # un-castable literal: no pruning
+
+
+def test_union_of_constraint_sets():
+    assert _keys("SELECT * FROM t WHERE a < 12 UNION ALL SELECT * FROM t WHERE a > 51") == ["f1", "f5"]
+
+
+def test_nan_disables_float_stats():
+    t = pa.table({"x": [1.0, float("nan")]})
+    mins, maxs = column_stats(t)
+    assert "x" not in mins

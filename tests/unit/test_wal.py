@@ -1,0 +1,46 @@
+import pyarrow as pa
+
+from flight_server.wal import WriteAheadLog
+
+
+def _t(n):
+    return pa.table({"a": list(range(n))})
+
+
+def test_append_replay_remove(tmp_path):
+    wal = WriteAheadLog(tmp_path)
+    s1 = wal.append("t", "id1", _t(3), batch_id="b1")
+    s2 = wal.append("u", "id2", _t(2))
+    assert s2.seq == s1.seq + 1
+    segs = WriteAheadLog(tmp_path).segments()
+    assert [(s.table, s.table_id, s.rows, s.batch_id) for s in segs] == [("t", "id1", 3, "b1"), ("u", "id2", 2, "")]
+    assert WriteAheadLog.read(segs[0]).column("a").to_pylist() == [0, 1, 2]
+    assert not (WriteAheadLog.read(segs[0]).schema.metadata or {})
+    wal.remove([s1.seq])
+    assert [s.seq for s in WriteAheadLog(tmp_path).segments()] == [s2.seq]
+
+
+def test_sequence_never_reused_after_truncation(tmp_path):
+    wal = WriteAheadLog(tmp_path)
+    seqs = [wal.append("t", "id", _t(1)).seq for _ in range(3)]
+    wal.remove(seqs)
+    again = WriteAheadLog(tmp_path)
+    assert again.append("t", "id", _t(1)).seq > max(seqs)
+
+
+def test_incomplete_segment_is_ignored(tmp_path):
+    wal = WriteAheadLog(tmp_path)
+    wal.append("t", "id", _t(1))
+    (tmp_path / "00000000000000000099.arrow.tmp").write_bytes(b"partial")
+    (tmp_path / "00000000000000000098.arrow").write_bytes(b"garbage")
+    segs = WriteAheadLog(tmp_path).segments()
+    assert [s.rows for s in segs] == [1]
+    assert not (tmp_path / "00000000000000000099.arrow.tmp").exists()
+
+
+def test_total_bytes_tracks_segments(tmp_path):
+    wal = WriteAheadLog(tmp_path)
+    s = wal.append("t", "id", _t(100))
+    assert wal.total_bytes == s.size > 0
+    wal.remove([s.seq])
+    assert wal.total_bytes == 0
