@@ -12,19 +12,20 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from clients.errors import AlreadyExists, InvalidRequest, NotFound
+from clients.errors import AlreadyExists, InvalidRequest, NotFound, Unavailable
 
 from .buffer import BufferEntry, BufferManager
 from .catalog import Catalog, check_table_name
 from .metadata.base import TableConfig, TableInfo
-from .schema import conform, evolve, normalize_schema
+from .schema import conform, conform_batch, evolve, normalize_schema
 from .storage.base import ObjectStore
-from .wal import WriteAheadLog
+from .wal import SegmentWriter, WriteAheadLog
 
 log = logging.getLogger("miniodb.ingest")
 
@@ -53,6 +54,7 @@ class Ingestor:
         on_dropped: Callable[[str, list[str]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         backpressure_timeout: float = 300.0,
+        retire_objects: Callable[[str, list[str]], None] | None = None,
     ):
         self.node_id = node_id
         self.catalog = catalog
@@ -63,6 +65,8 @@ class Ingestor:
         self.auto_create = auto_create
         self.on_appended = on_appended or (lambda name: None)
         self.on_dropped = on_dropped or (lambda name, keys: None)
+        # objects of a dropped table: deleted now, or kept while a metadata backup lists them
+        self.retire_objects = retire_objects or (lambda name, keys: self.store.delete_many(keys))
         self._clock = clock
         self.backpressure_timeout = backpressure_timeout
         self._live: dict[str, str] = {}  # table -> table_id this node may append to
@@ -104,7 +108,7 @@ class Ingestor:
         files = self.catalog.drop(name)
         self._forget(name)
         keys = [f.key for f in files]
-        self.store.delete_many(keys)
+        self.retire_objects(name, keys)
         self.on_dropped(name, keys)
 
     def _forget(self, name: str) -> None:
@@ -157,11 +161,44 @@ class Ingestor:
         info = self.resolve_for_write(name, schema, mode)
         if isinstance(batches, pa.Table):
             batches = batches.to_batches()
+        target = self._current_schema(info)
+        # Batches stream into the open WAL segment on a writer thread as they arrive (so disk
+        # writes overlap the network); a full chunk is made durable (fsync) and handed to the
+        # buffer on that same thread, in order, while the next chunk arrives.
+        committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miniodb-wal")
+        futures: list[Future] = []
+        writer = None
+        pending: list[pa.RecordBatch] = []
+        size = 0
+        try:
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                batch = conform_batch(batch, target)
+                if writer is None:
+                    self._wait_for_capacity(info.name)
+                    writer = self.wal.open_segment(info.name, info.table_id, target, batch_id)
+                futures.append(committer.submit(writer.write, batch))
+                pending.append(batch)
+                size += batch.nbytes
+                if size >= self.chunk_bytes:
+                    futures.append(committer.submit(self._commit_chunk, info, writer, pending, target, batch_id))
+                    writer, pending, size = None, [], 0
+            if writer is not None:
+                futures.append(committer.submit(self._commit_chunk, info, writer, pending, target, batch_id))
+                writer = None
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            committer.shutdown(wait=True)
         rows = nbytes = 0
-        for chunk in self._chunks(batches):
-            r, b = self._commit_chunk(info, chunk, batch_id)
-            rows += r
-            nbytes += b
+        for f in futures:
+            done = f.result()  # the first failed write or chunk raises here
+            if done is not None:
+                rows += done[0]
+                nbytes += done[1]
         if batch_id:
             with self._seen_lock:
                 self._seen[batch_id] = rows
@@ -169,34 +206,24 @@ class Ingestor:
                     self._seen.popitem(last=False)
         return IngestResult(info.name, rows, nbytes)
 
-    def _chunks(self, batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatch]]:
-        pending: list[pa.RecordBatch] = []
-        size = 0
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            pending.append(batch)
-            size += batch.nbytes
-            if size >= self.chunk_bytes:
-                yield pending
-                pending, size = [], 0
-        if pending:
-            yield pending
+    def _wait_for_capacity(self, name: str) -> None:
+        if self.buffers.over_capacity(name):
+            self.on_appended(name)  # make sure the flusher is on it
+            if not self.buffers.wait_capacity(name, self.backpressure_timeout):
+                raise Unavailable(f"table {name!r} has too much unflushed data; flushes are failing")
 
-    def _commit_chunk(self, info: TableInfo, batches: list[pa.RecordBatch], batch_id: str) -> tuple[int, int]:
-        data = conform(pa.Table.from_batches(batches), self._current_schema(info))
-        if self.buffers.over_capacity(info.name):
-            self.on_appended(info.name)  # make sure the flusher is on it
-            if not self.buffers.wait_capacity(info.name, self.backpressure_timeout):
-                from clients.errors import Unavailable
-
-                raise Unavailable(f"table {info.name!r} has too much unflushed data; flushes are failing")
-        segment = self.wal.append(info.name, info.table_id, data, batch_id)
+    def _commit_chunk(self, info: TableInfo, writer: SegmentWriter, batches: list[pa.RecordBatch],
+                      schema: pa.Schema, batch_id: str) -> tuple[int, int]:
+        try:
+            segment = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        data = pa.Table.from_batches(batches, schema=schema)
         with self.buffers.lock:
             if self._live.get(info.name) != info.table_id:
                 self.wal.remove([segment.seq])
                 raise NotFound(f"table {info.name!r} was dropped during the ingest", detail={"table": info.name})
-            schema = self._current_schema(info)
             self.buffers.append(info.name, info.table_id, schema,
                                 BufferEntry(segment.seq, data, self._clock(), batch_id))
         self.rows_total += data.num_rows
@@ -215,6 +242,16 @@ class Ingestor:
     # -- start -------------------------------------------------------------------------
     def load_tables(self) -> None:
         for info in self.catalog.list():
+            self._activate(info)
+
+    def reload_tables(self) -> None:
+        """After a metadata restore: the tables this node may append to are the restored ones
+        (swapped in one step, so an ingest in flight never sees an empty map)."""
+        tables = self.catalog.list()
+        with self.buffers.lock:
+            self._live.clear()
+            self._live.update({t.name: t.table_id for t in tables})
+        for info in tables:
             self._activate(info)
 
     def replay(self, watermark: Callable[[str, str], int]) -> int:

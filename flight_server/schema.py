@@ -139,3 +139,10 @@ def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
             raise InvalidRequest(f"column {f.name!r} is NOT NULL but the data has nulls", detail={"column": f.name})
         columns.append(col)
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """:func:`conform` for one record batch (no copy when the schema already matches)."""
+    if batch.schema.equals(schema, check_metadata=False):
+        return batch if not batch.schema.metadata else batch.replace_schema_metadata(None)
+    return conform(pa.Table.from_batches([batch]), schema).combine_chunks().to_batches()[0]

@@ -50,6 +50,54 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class SegmentWriter:
+    """One segment being written: batches go to the page cache as they arrive (so the final
+    fsync has little left to do), and :meth:`commit` makes the segment durable and visible
+    to replay (fsync, rename, fsync of the directory)."""
+
+    def __init__(self, wal: WriteAheadLog, seq: int, table: str, table_id: str, schema: pa.Schema,
+                 batch_id: str):
+        self.wal = wal
+        self.seq = seq
+        self.table, self.table_id, self.batch_id = table, table_id, batch_id
+        self.final = wal._path(seq)
+        self.tmp = self.final.with_name(self.final.name + ".tmp")
+        meta = dict(schema.metadata or {})
+        meta.update({META_TABLE: table.encode(), META_TABLE_ID: table_id.encode(),
+                     META_SEQ: str(seq).encode(), META_BATCH_ID: batch_id.encode()})
+        self._sink = pa.OSFile(str(self.tmp), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, schema.with_metadata(meta))
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def commit(self) -> Segment:
+        self._writer.close()
+        self._sink.flush()
+        if self.wal.sync:
+            os.fsync(self._sink.fileno())
+        self._sink.close()
+        os.replace(self.tmp, self.final)
+        if self.wal.sync:
+            _fsync_dir(self.wal.dir)
+        size = self.final.stat().st_size
+        self.wal._committed(self.seq, size)
+        return Segment(self.seq, self.final, self.table, self.table_id, self.rows, size, self.batch_id)
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        except (pa.ArrowException, OSError):
+            pass
+        try:
+            self._sink.close()
+        except (pa.ArrowException, OSError):
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
 class WriteAheadLog:
     def __init__(self, directory: str | Path, sync: bool = True):
         self.dir = Path(directory)
@@ -93,36 +141,28 @@ class WriteAheadLog:
         return self._bytes
 
     # -- write -------------------------------------------------------------------------
-    def append(self, table: str, table_id: str, data: pa.Table, batch_id: str = "") -> Segment:
-        """Durably write ``data`` as one segment; returns it once it survives a crash."""
+    def open_segment(self, table: str, table_id: str, schema: pa.Schema, batch_id: str = "") -> SegmentWriter:
+        """A segment to stream batches into; durable only after :meth:`SegmentWriter.commit`."""
         with self._lock:
             seq = self._next
             self._next += 1
-        meta = dict(data.schema.metadata or {})
-        meta.update({META_TABLE: table.encode(), META_TABLE_ID: table_id.encode(),
-                     META_SEQ: str(seq).encode(), META_BATCH_ID: batch_id.encode()})
-        schema = data.schema.with_metadata(meta)
-        final = self._path(seq)
-        tmp = final.with_name(final.name + ".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink:
-            with pa.ipc.new_stream(sink, schema) as writer:
-                for batch in data.to_batches():
-                    writer.write_batch(batch)
-            sink.flush()
-        if self.sync:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.replace(tmp, final)
-        if self.sync:
-            _fsync_dir(self.dir)
-        size = final.stat().st_size
+        return SegmentWriter(self, seq, table, table_id, schema, batch_id)
+
+    def append(self, table: str, table_id: str, data: pa.Table, batch_id: str = "") -> Segment:
+        """Durably write ``data`` as one segment; returns it once it survives a crash."""
+        writer = self.open_segment(table, table_id, data.schema, batch_id)
+        try:
+            for batch in data.to_batches():
+                writer.write(batch)
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _committed(self, seq: int, size: int) -> None:
         with self._lock:
             self._sizes[seq] = size
             self._bytes += size
-        return Segment(seq, final, table, table_id, data.num_rows, size, batch_id)
 
     # -- read --------------------------------------------------------------------------
     def segments(self) -> list[Segment]:
