@@ -1,0 +1,107 @@
+"""Retention: committed files whose newest row is older than the table's ``retention_days``
+are removed from the manifest (atomically) and then from the object store.
+
+A file's age is the max of its time column when the table has one, else its commit time.
+Buffered rows are never dropped by retention; they age out after their flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from clients.errors import MinioDBError, NotFound
+
+from .catalog import Catalog
+from .metadata.base import FileEntry, TableInfo
+from .storage.base import ObjectStore
+
+log = logging.getLogger("miniodb.retention")
+DAY = 86400.0
+
+
+def _newest_epoch(entry: FileEntry, info: TableInfo) -> float | None:
+    tc = info.time_column
+    raw = entry.max_values.get(tc) if tc else None
+    if raw is None:
+        return entry.created_at or None
+    t = info.schema.field(tc).type
+    if pa.types.is_timestamp(t):
+        per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit]
+        return raw / per_second
+    if pa.types.is_date32(t):
+        return raw * DAY
+    return entry.created_at or None
+
+
+def expired_files(info: TableInfo, files: list[FileEntry], days: int, now: float) -> list[FileEntry]:
+    if days <= 0:
+        return []
+    cutoff = now - days * DAY
+    out = []
+    for f in files:
+        newest = _newest_epoch(f, info)
+        if newest is not None and newest < cutoff:
+            out.append(f)
+    return out
+
+
+class RetentionSweeper:
+    def __init__(self, catalog: Catalog, store: ObjectStore, default_days: int, interval: float = 300.0,
+                 clock: Callable[[], float] = time.time, on_removed: Callable[[str, list[str]], None] | None = None):
+        self.catalog = catalog
+        self.store = store
+        self.default_days = default_days
+        self.interval = interval
+        self._clock = clock
+        self.on_removed = on_removed or (lambda table, keys: None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> dict[str, int]:
+        """One pass over every table; returns removed file counts per table."""
+        removed: dict[str, int] = {}
+        now = self._clock()
+        for info in self.catalog.list():
+            days = info.config.retention_days if info.config.retention_days is not None else self.default_days
+            if not days:
+                continue
+            m = self.catalog.manifest(info.name)
+            if m is None or m.info.table_id != info.table_id:
+                continue
+            old = expired_files(m.info, list(m.files), days, now)
+            if not old:
+                continue
+            keys = [f.key for f in old]
+            try:
+                self.catalog.metadata.commit_files(info.name, info.table_id, [], remove=keys)
+            except NotFound:
+                continue
+            self.catalog.invalidate(info.name)
+            self.store.delete_many(keys)
+            self.on_removed(info.name, keys)
+            removed[info.name] = len(keys)
+            log.info("retention removed %d files of %s older than %d days", len(keys), info.name, days)
+        return removed
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="miniodb-retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep()
+            except MinioDBError as exc:
+                log.warning("retention sweep failed: %s", exc)
+            except Exception:  # noqa: BLE001 - keep sweeping later
+                log.exception("retention sweep failed")
