@@ -1,0 +1,5 @@
+"""``python -m bench`` = ``miniodb bench``."""
+
+from .cli import main
+
+main()

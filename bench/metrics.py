@@ -1,0 +1,236 @@
+"""Named results: a registry of metrics (unit, which direction is better, target) and the
+measurements of one run.
+
+Two levels:
+
+* a :class:`Measurement` is one system (MinIODB or a baseline) on one workload: rows and
+  bytes moved, the duration of every repeat, latency samples for latency workloads. It gives
+  rows/s, MB/s and p50/p95/p99 (medians over the repeats).
+* a metric is a named scalar derived from measurements, e.g. ``ingest_vs_raw_flight``. Names
+  are stable across versions so reports can be compared; every name is declared once in
+  :data:`REGISTRY` with :func:`define`. A later issue adds its own (auth/TLS overhead, ...) by
+  calling :func:`define` and :meth:`Results.set` - the report and the plot pick them up.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+HIGHER = "higher"
+LOWER = "lower"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    unit: str  # "x" (ratio), "rows/s", "ms", "MiB" ...
+    better: str  # HIGHER | LOWER
+    description: str
+    target: float | None = None  # >= target when HIGHER is better, <= when LOWER
+    source: str = ""  # the issue that asked for it
+
+    @property
+    def is_ratio(self) -> bool:
+        return self.unit == "x"
+
+    def meets(self, value: float | None) -> bool | None:
+        if value is None or self.target is None:
+            return None
+        return value >= self.target if self.better == HIGHER else value <= self.target
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        return f"{'≥' if self.better == HIGHER else '≤'} {self.target:g}"
+
+
+REGISTRY: dict[str, MetricSpec] = {}
+
+
+def define(name: str, unit: str, better: str, description: str, target: float | None = None,
+           source: str = "") -> MetricSpec:
+    if better not in (HIGHER, LOWER):
+        raise ValueError(f"better must be {HIGHER!r} or {LOWER!r}")
+    spec = MetricSpec(name, unit, better, description, target, source)
+    REGISTRY[name] = spec
+    return spec
+
+
+# The stable names asked for by the node (#2), protocol (#3) and gateway (#5) issues.
+STABLE = (
+    define("ingest_vs_raw_flight", "x", HIGHER,
+           "ADBC adbc_ingest rows/s (durable ack) / raw pyarrow.flight do_put rows/s, narrow table",
+           0.5, "node #2"),
+    define("groupby_vs_duckdb", "x", LOWER,
+           "GROUP BY k over the flushed narrow table: ADBC time / DuckDB in-process time (same Parquet)",
+           1.5, "node #2"),
+    define("export_vs_raw_flight", "x", HIGHER,
+           "SELECT * of the narrow table: ADBC fetch_arrow_table rows/s / raw pyarrow.flight do_get rows/s",
+           0.5, "protocol #3"),
+    define("small_query_latency_vs_minimal_flightsql", "x", LOWER,
+           "p50 of SELECT count(*) FROM small_table on a warm ADBC connection / the same against a "
+           "minimal DuckDB Flight SQL server", 1.5, "protocol #3"),
+    define("rest_ingest_rows_per_s", "rows/s", HIGHER,
+           "POST /api/v1/data, 1000 records x 8 fields per request, 4 client threads: "
+           "rows acknowledged per s",
+           None, "gateway #5"),
+    define("rest_vs_bare_json", "x", HIGHER,
+           "REST ingest rows/s / a bare ASGI endpoint that only parses the same JSON", None, "gateway #5"),
+    define("tpch_like_q1_vs_duckdb", "x", LOWER,
+           "Q1-like grouped aggregate over the wide table: ADBC time / DuckDB in-process time", 1.5),
+    define("tpch_like_q6_vs_duckdb", "x", LOWER,
+           "Q6-like filtered sum over the wide table: ADBC time / DuckDB in-process time", 1.5),
+)
+STABLE_NAMES = tuple(s.name for s in STABLE)
+
+# Further named results (kept stable too, but not required by an issue's acceptance).
+define("ingest_rows_per_s", "rows/s", HIGHER, "ADBC adbc_ingest of the narrow table, durable acknowledgement")
+define("export_rows_per_s", "rows/s", HIGHER, "ADBC SELECT * of the narrow table")
+define("small_query_p50_ms", "ms", LOWER, "p50 of SELECT count(*) FROM small_table over ADBC")
+define("small_query_p99_ms", "ms", LOWER, "p99 of SELECT count(*) FROM small_table over ADBC")
+define("wide_ingest_rows_per_s", "rows/s", HIGHER, "ADBC adbc_ingest of the 16-column lineitem-like table")
+define("tpch_like_topn_vs_duckdb", "x", LOWER, "top-N over the wide table: ADBC time / DuckDB time")
+define("tpch_like_date_range_vs_duckdb", "x", LOWER, "date-range filter: ADBC time / DuckDB time")
+define("tpch_like_high_card_groupby_vs_duckdb", "x", LOWER,
+       "high-cardinality GROUP BY (~rows/10 groups, all returned): ADBC time / DuckDB time")
+define("rest_single_write_p50_ms", "ms", LOWER, "p50 of one POST /api/v1/data with a single record")
+define("rest_single_write_vs_bare_json", "x", LOWER,
+       "single-record POST p50 / the bare JSON endpoint's p50")
+define("memory_peak_rss_mib", "MiB", LOWER,
+       "peak RSS of the node process while ingesting the memory workload (1M-row batches, DoPut)",
+       2048, "node #2")
+define("memory_ingest_rows_per_s", "rows/s", HIGHER, "rows/s of the memory workload's ingest")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Linear-interpolated percentile (``q`` in 0..100) of a non-empty list."""
+    s = sorted(samples)
+    if len(s) == 1:
+        return s[0]
+    pos = (len(s) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+@dataclass
+class Measurement:
+    """One system on one workload, repeated."""
+
+    workload: str  # e.g. "ingest", "groupby", "tpch_like_q1"
+    title: str  # e.g. "ingest narrow table (4 cols)"
+    system: str  # "miniodb" or the baseline's key ("raw_flight", "duckdb", ...)
+    label: str  # e.g. "MinIODB · ADBC adbc_ingest"
+    rows: int = 0  # rows moved per repeat
+    nbytes: int = 0  # Arrow bytes moved per repeat
+    seconds: list[float] = field(default_factory=list)  # one duration per repeat
+    latencies: list[list[float]] = field(default_factory=list)  # per repeat: seconds per call
+    ratios: list[str] = field(default_factory=list)  # metric names computed from this row
+    note: str = ""
+
+    @property
+    def baseline(self) -> bool:
+        return self.system != "miniodb"
+
+    @property
+    def median_seconds(self) -> float | None:
+        return statistics.median(self.seconds) if self.seconds else None
+
+    @property
+    def rows_per_s(self) -> float | None:
+        m = self.median_seconds
+        return self.rows / m if m and self.rows else None
+
+    @property
+    def mb_per_s(self) -> float | None:
+        m = self.median_seconds
+        return self.nbytes / 1e6 / m if m and self.nbytes else None
+
+    def latency(self, q: float) -> float | None:
+        """Median over the repeats of each repeat's q-th percentile, in seconds."""
+        per = [percentile(r, q) for r in self.latencies if r]
+        return statistics.median(per) if per else None
+
+    def to_json(self) -> dict:
+        def ms(v: float | None) -> float | None:
+            return None if v is None else v * 1000.0
+
+        return {
+            "workload": self.workload, "title": self.title, "system": self.system, "label": self.label,
+            "rows": self.rows, "bytes": self.nbytes, "seconds": self.seconds,
+            "median_seconds": self.median_seconds, "rows_per_s": self.rows_per_s, "mb_per_s": self.mb_per_s,
+            "p50_ms": ms(self.latency(50)), "p95_ms": ms(self.latency(95)), "p99_ms": ms(self.latency(99)),
+            "calls": sum(len(r) for r in self.latencies), "ratios": self.ratios, "note": self.note,
+        }
+
+
+@dataclass
+class MetricValue:
+    name: str
+    value: float | None
+    detail: dict[str, Any] = field(default_factory=dict)  # e.g. {"reason": "..."} when None
+
+    @property
+    def spec(self) -> MetricSpec:
+        return REGISTRY[self.name]
+
+    def to_json(self) -> dict:
+        s = self.spec
+        return {"value": self.value, "unit": s.unit, "better": s.better, "target": s.target,
+                "meets_target": s.meets(self.value), "description": s.description, **self.detail}
+
+
+class Results:
+    """Everything one ``miniodb bench`` run measured."""
+
+    def __init__(self) -> None:
+        self.measurements: list[Measurement] = []
+        self.metrics: dict[str, MetricValue] = {}
+        self.notes: list[str] = []
+        self.meta: dict[str, Any] = {}
+
+    def add(self, m: Measurement) -> Measurement:
+        self.measurements.append(m)
+        return m
+
+    def set(self, name: str, value: float | None, **detail: Any) -> None:
+        if name not in REGISTRY:
+            raise KeyError(f"metric {name!r} is not defined; add it with bench.metrics.define()")
+        self.metrics[name] = MetricValue(name, value, detail)
+
+    def unavailable(self, name: str, reason: str) -> None:
+        self.set(name, None, reason=reason)
+
+    def ratio(self, name: str, ours: float | None, base: float | None, **detail: Any) -> float | None:
+        """Set ``name`` to ``ours / base`` (None, with a reason, when either is missing)."""
+        if ours is None or not base:
+            self.unavailable(name, detail.pop("reason", "not measured"))
+            return None
+        value = ours / base
+        self.set(name, value, **detail)
+        return value
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def value(self, name: str) -> float | None:
+        mv = self.metrics.get(name)
+        return mv.value if mv else None
+
+    def ordered_metrics(self) -> list[MetricValue]:
+        """Stable names first (always present, None when not measured), then the others."""
+        out = [self.metrics.get(n) or MetricValue(n, None, {"reason": "workload not run"})
+               for n in STABLE_NAMES]
+        out += [self.metrics[n] for n in REGISTRY if n in self.metrics and n not in STABLE_NAMES]
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "meta": self.meta,
+            "metrics": {m.name: m.to_json() for m in self.ordered_metrics()},
+            "measurements": [m.to_json() for m in self.measurements],
+            "notes": self.notes,
+        }

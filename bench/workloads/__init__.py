@@ -1,0 +1,19 @@
+"""Workloads: each measures MinIODB on one main path and, side by side in the same run, the
+baseline that bounds it. ``all`` runs ingest, export, query, latency, rest and memory (the
+memory workload scaled to ``min(50M, 25 x --rows)`` rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import export, ingest, latency, memory, query, rest
+
+WORKLOADS: dict[str, Callable] = {
+    "ingest": ingest.run,
+    "export": export.run,
+    "query": query.run,
+    "latency": latency.run,
+    "rest": rest.run,
+    "memory": memory.run,
+}
+ALL = ("ingest", "export", "query", "latency", "rest", "memory")
