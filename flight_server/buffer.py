@@ -25,14 +25,13 @@ class BufferEntry:
     data: pa.Table
     created_at: float
     batch_id: str = ""
+    rows: int = field(init=False)
+    nbytes: int = field(init=False)
 
-    @property
-    def rows(self) -> int:
-        return self.data.num_rows
-
-    @property
-    def nbytes(self) -> int:
-        return self.data.nbytes
+    def __post_init__(self) -> None:
+        # computed once: Table.nbytes walks every buffer, and the flush policy sums these often
+        object.__setattr__(self, "rows", self.data.num_rows)
+        object.__setattr__(self, "nbytes", self.data.nbytes)
 
 
 @dataclass

@@ -215,17 +215,19 @@ class Ingestor:
     def _commit_chunk(self, info: TableInfo, writer: SegmentWriter, batches: list[pa.RecordBatch],
                       schema: pa.Schema, batch_id: str) -> tuple[int, int]:
         try:
-            segment = writer.commit()
+            writer.sync()
         except BaseException:
             writer.abort()
             raise
         data = pa.Table.from_batches(batches, schema=schema)
-        with self.buffers.lock:
+        with self.buffers.lock:  # sequence order == buffer order (see wal.py)
             if self._live.get(info.name) != info.table_id:
-                self.wal.remove([segment.seq])
+                writer.abort()
                 raise NotFound(f"table {info.name!r} was dropped during the ingest", detail={"table": info.name})
+            segment = writer.publish()
             self.buffers.append(info.name, info.table_id, schema,
                                 BufferEntry(segment.seq, data, self._clock(), batch_id))
+        writer.durable()  # before the acknowledgement; outside the lock so others can share it
         self.rows_total += data.num_rows
         self.bytes_total += data.nbytes
         self.on_appended(info.name)

@@ -4,6 +4,12 @@
 Failure handling: if the upload or the commit fails, the rows go back to the buffer (still
 visible, still in the WAL) and the table is retried with capped exponential backoff. If the
 table was dropped meanwhile, the written object is deleted and the rows are discarded.
+
+A commit whose reply was lost (the metadata store went away mid-call) may or may not have
+landed. Its key is remembered as *uncertain* and hidden from this node's queries (the rows
+are back in the buffer); the next flush of the table commits its new file and removes the
+uncertain keys in the same atomic step, so the rows end up in exactly one committed file
+whichever way the lost commit went. After a crash the WAL watermark settles it instead.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class Flusher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: dict[str, str] = {}
+        self._uncertain: dict[str, tuple[str, frozenset[str]]] = {}  # table -> (table_id, keys)
+        self._probed = 0.0  # last backend probe while flushes back off (monotonic)
 
     def _lock_for(self, name: str) -> threading.Lock:
         with self._guard:
@@ -101,13 +109,18 @@ class Flusher:
                 schema, table_id = buf.schema, buf.table_id
             seqs = [e.seq for e in entries]
             key = None
+            committing = False
+            prior_id, settle = self._uncertain.get(name, (table_id, frozenset()))
+            if prior_id != table_id:  # left over from a dropped incarnation
+                self._forget_uncertain(name)
+                settle = frozenset()
             tmp = self.tmp_dir / f"{uuid.uuid4().hex}.parquet"
             try:
                 data = pa.concat_tables([conform(e.data, schema) for e in entries])
                 info = self.catalog.find(name)
                 time_column = info.time_column if info is not None and info.table_id == table_id else None
                 pq.write_table(data, tmp, compression="zstd", write_statistics=True,
-                               row_group_size=ROW_GROUP_ROWS)
+                               row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary_columns(schema))
                 size = tmp.stat().st_size
                 mins, maxs = column_stats(data)
                 seq = self.metadata.next_sequence(f"file:{self.node_id}")
@@ -116,7 +129,10 @@ class Flusher:
                 entry = FileEntry(key=key, rows=data.num_rows, size=size, min_values=mins, max_values=maxs,
                                   node_id=self.node_id, created_at=self._clock(), columns=tuple(schema.names))
                 with self.buffers.commit_lock(name):
-                    self.metadata.commit_files(name, table_id, [entry], watermark=(self.node_id, max(seqs)))
+                    committing = True
+                    self.metadata.commit_files(name, table_id, [entry], remove=sorted(settle),
+                                               watermark=(self.node_id, max(seqs)))
+                    committing = False
                     with self.buffers.lock:
                         if buf.flushing is entries:
                             buf.flushing = []
@@ -130,10 +146,14 @@ class Flusher:
                         buf.version += 1
                 if key:
                     self.store.delete(key)
+                self._forget_uncertain(name)
                 self.wal.remove(seqs)
                 tmp.unlink(missing_ok=True)
                 return FlushResult(name)
             except BaseException:
+                if committing and key:
+                    self._uncertain[name] = (table_id, settle | {key})
+                    self.catalog.hide(name, [key])
                 with self.buffers.lock:
                     if buf.flushing is entries:
                         buf.entries = entries + buf.entries
@@ -143,6 +163,8 @@ class Flusher:
                 tmp.unlink(missing_ok=True)
                 raise
             self.catalog.invalidate(name)
+            if settle:
+                self._forget_uncertain(name)
             if tmp.exists():
                 self.file_cache.adopt(key, tmp)
                 tmp.unlink(missing_ok=True)
@@ -153,6 +175,18 @@ class Flusher:
             log.info("flushed %s: %d rows, %d bytes -> %s", name, result.rows, size, key)
             self.on_flushed(result)
             return result
+
+    def _forget_uncertain(self, name: str) -> None:
+        """Settled (or abandoned) uncertain commits: their objects are no longer referenced."""
+        _, keys = self._uncertain.pop(name, ("", frozenset()))
+        if not keys:
+            return
+        self.catalog.unhide(name, list(keys))
+        self.file_cache.discard(list(keys))
+        try:
+            self.store.delete_many(sorted(keys))
+        except MinioDBError as exc:  # an orphan object costs space, never correctness
+            log.warning("could not delete superseded objects %s: %s", sorted(keys), exc)
 
     @staticmethod
     def _day(data: pa.Table, time_column: str | None, mins: dict) -> dt.date:
@@ -197,12 +231,16 @@ class Flusher:
             self._thread.join(timeout=60)
 
     def _run(self) -> None:
+        lower_thread_priority()  # flushing is background work: ingest and queries go first
         while not self._stop.is_set():
             self._wake.wait(timeout=0.5)
             self._wake.clear()
             if self._stop.is_set():
                 break
             now = time.monotonic()
+            if self._failures and now - self._probed >= 1.0:
+                self._probed = now
+                self._retry_if_recovered(now)
             for name in self.buffers.due():
                 attempts, next_try = self._failures.get(name, (0, 0.0))
                 if now < next_try:
@@ -215,6 +253,18 @@ class Flusher:
                     log.exception("flush of %s failed", name)
                     self._backoff(name, attempts, exc)
 
+    def _retry_if_recovered(self, now: float) -> None:
+        """While flushes back off, probe the backends once a second; once both answer again,
+        retry at once instead of waiting out a backoff that grew during a long outage."""
+        try:
+            self.metadata.check()
+            self.store.check()
+        except Exception:  # noqa: BLE001 - still down: keep backing off
+            return
+        for name, (attempts, next_try) in list(self._failures.items()):
+            if next_try > now:
+                self._failures[name] = (attempts, now)
+
     def _backoff(self, name: str, attempts: int, exc: BaseException) -> None:
         delay = min(self.max_backoff, 0.5 * 2**attempts)
         self._failures[name] = (attempts + 1, time.monotonic() + delay)
@@ -222,9 +272,17 @@ class Flusher:
         log.warning("flush of %s failed (attempt %d), retrying in %.1fs: %s", name, attempts + 1, delay, exc)
 
 
-def fsync_file(path: str | os.PathLike) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary encoding: text and binary. Numbers compress better (and encode
+    twice as fast) plain + zstd than through a dictionary that overflows on high cardinality."""
+    return [f.name for f in schema
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type)]
+
+
+def lower_thread_priority(increment: int = 10) -> None:
+    """Raise the nice value of the calling thread only (Linux: threads have their own)."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except (AttributeError, OSError):
+        pass

@@ -1,9 +1,15 @@
 """Write-ahead log: one Arrow IPC segment per committed ingest chunk.
 
-A segment is written to ``{seq}.arrow.tmp``, fsynced, renamed to ``{seq:020d}.arrow`` and the
-directory fsynced, all before the ingest is acknowledged (policy ``always``). A crash leaves a
-segment either complete or absent (stray ``.tmp`` files were never acknowledged and are
-removed at start). Each segment's schema metadata names the table, the table incarnation
+A segment is written to ``pending-{uuid}.tmp`` and fsynced; it is then *published*: given the
+next sequence number and renamed to ``{seq:020d}.arrow``, with the directory fsynced, all
+before the ingest is acknowledged (policy ``always``). A crash leaves a segment either
+complete or absent (stray ``.tmp`` files were never acknowledged and are removed at start).
+
+The sequence number is taken at publish time, not when the segment is opened, and the
+caller publishes under the lock that also appends the rows to the buffer: sequence order is
+buffer order. A flush that persists a table's buffered rows up to sequence S therefore
+covers every published segment of that table numbered S or lower, and the watermark S can
+never hide a segment that joined the buffer later (concurrent DoPuts on one table). Each segment's schema metadata names the table, the table incarnation
 (``table_id``), its sequence number and the optional client batch id.
 
 Sequence numbers only grow, across restarts too: the highest sequence ever removed is kept
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +34,6 @@ _SUFFIX = ".arrow"
 _FLOOR = "seq.floor"
 META_TABLE = b"miniodb.table"
 META_TABLE_ID = b"miniodb.table_id"
-META_SEQ = b"miniodb.seq"
 META_BATCH_ID = b"miniodb.batch_id"
 
 
@@ -55,16 +61,13 @@ class SegmentWriter:
     fsync has little left to do), and :meth:`commit` makes the segment durable and visible
     to replay (fsync, rename, fsync of the directory)."""
 
-    def __init__(self, wal: WriteAheadLog, seq: int, table: str, table_id: str, schema: pa.Schema,
-                 batch_id: str):
+    def __init__(self, wal: WriteAheadLog, table: str, table_id: str, schema: pa.Schema, batch_id: str):
         self.wal = wal
-        self.seq = seq
         self.table, self.table_id, self.batch_id = table, table_id, batch_id
-        self.final = wal._path(seq)
-        self.tmp = self.final.with_name(self.final.name + ".tmp")
+        self.tmp = wal.dir / f"pending-{uuid.uuid4().hex}.tmp"
         meta = dict(schema.metadata or {})
         meta.update({META_TABLE: table.encode(), META_TABLE_ID: table_id.encode(),
-                     META_SEQ: str(seq).encode(), META_BATCH_ID: batch_id.encode()})
+                     META_BATCH_ID: batch_id.encode()})
         self._sink = pa.OSFile(str(self.tmp), "wb")
         self._writer = pa.ipc.new_stream(self._sink, schema.with_metadata(meta))
         self.rows = 0
@@ -73,18 +76,30 @@ class SegmentWriter:
         self._writer.write_batch(batch)
         self.rows += batch.num_rows
 
-    def commit(self) -> Segment:
+    def sync(self) -> None:
+        """Finish the stream and make its bytes durable (still invisible to replay)."""
         self._writer.close()
         self._sink.flush()
         if self.wal.sync:
             os.fsync(self._sink.fileno())
         self._sink.close()
-        os.replace(self.tmp, self.final)
-        if self.wal.sync:
-            _fsync_dir(self.wal.dir)
-        size = self.final.stat().st_size
-        self.wal._committed(self.seq, size)
-        return Segment(self.seq, self.final, self.table, self.table_id, self.rows, size, self.batch_id)
+
+    def publish(self) -> Segment:
+        """Number the synced segment and rename it into place. Call it under the lock that
+        orders buffer appends (see the module docstring), then :meth:`durable` outside it."""
+        size = self.tmp.stat().st_size
+        seq, self._generation = self.wal._publish(self.tmp, size)
+        return Segment(seq, self.wal._path(seq), self.table, self.table_id, self.rows, size, self.batch_id)
+
+    def durable(self) -> None:
+        """Wait until the rename is on disk (directory fsync, shared by concurrent writers)."""
+        self.wal._sync_dir_upto(self._generation)
+
+    def commit(self) -> Segment:
+        self.sync()
+        segment = self.publish()
+        self.durable()
+        return segment
 
     def abort(self) -> None:
         try:
@@ -104,9 +119,12 @@ class WriteAheadLog:
         self.sync = sync
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._dir_sync = threading.Lock()
+        self._renamed = 0  # renames made so far
+        self._synced = 0  # renames covered by a finished directory fsync
         self._bytes = 0
         self._sizes: dict[int, int] = {}
-        for tmp in self.dir.glob(f"*{_SUFFIX}.tmp"):
+        for tmp in self.dir.glob("*.tmp"):
             tmp.unlink(missing_ok=True)  # never acknowledged
         floor = self._read_floor()
         existing = [self._seq_of(p) for p in self.dir.glob(f"*{_SUFFIX}")]
@@ -143,10 +161,7 @@ class WriteAheadLog:
     # -- write -------------------------------------------------------------------------
     def open_segment(self, table: str, table_id: str, schema: pa.Schema, batch_id: str = "") -> SegmentWriter:
         """A segment to stream batches into; durable only after :meth:`SegmentWriter.commit`."""
-        with self._lock:
-            seq = self._next
-            self._next += 1
-        return SegmentWriter(self, seq, table, table_id, schema, batch_id)
+        return SegmentWriter(self, table, table_id, schema, batch_id)
 
     def append(self, table: str, table_id: str, data: pa.Table, batch_id: str = "") -> Segment:
         """Durably write ``data`` as one segment; returns it once it survives a crash."""
@@ -159,10 +174,28 @@ class WriteAheadLog:
             writer.abort()
             raise
 
-    def _committed(self, seq: int, size: int) -> None:
+    def _publish(self, tmp: Path, size: int) -> tuple[int, int]:
         with self._lock:
+            seq = self._next
+            self._next += 1
+            os.replace(tmp, self._path(seq))
             self._sizes[seq] = size
             self._bytes += size
+            self._renamed += 1
+            return seq, self._renamed
+
+    def _sync_dir_upto(self, generation: int) -> None:
+        """Group commit of renames: one directory fsync covers every rename made before it
+        started, so concurrent small ingests share it instead of queueing one each."""
+        if not self.sync:
+            return
+        with self._dir_sync:
+            if self._synced >= generation:
+                return
+            with self._lock:
+                target = self._renamed
+            _fsync_dir(self.dir)
+            self._synced = target
 
     # -- read --------------------------------------------------------------------------
     def segments(self) -> list[Segment]:
@@ -190,7 +223,7 @@ class WriteAheadLog:
     def read(segment: Segment) -> pa.Table:
         with pa.OSFile(str(segment.path), "rb") as src:
             table = pa.ipc.open_stream(src).read_all()
-        wal_keys = {META_TABLE, META_TABLE_ID, META_SEQ, META_BATCH_ID}
+        wal_keys = {META_TABLE, META_TABLE_ID, META_BATCH_ID, b"miniodb.seq"}
         meta = {k: v for k, v in (table.schema.metadata or {}).items() if k not in wal_keys}
         return table.replace_schema_metadata(meta or None)
 

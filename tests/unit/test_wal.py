@@ -44,3 +44,25 @@ def test_total_bytes_tracks_segments(tmp_path):
     assert wal.total_bytes == s.size > 0
     wal.remove([s.seq])
     assert wal.total_bytes == 0
+
+
+def test_sequence_is_taken_at_publish_not_at_open(tmp_path):
+    """Concurrent DoPuts: the segment that joins the buffer first gets the lower number."""
+    wal = WriteAheadLog(tmp_path)
+    first_opened = wal.open_segment("t", "id", _t(1).schema)
+    second_opened = wal.open_segment("t", "id", _t(1).schema)
+    for w in (first_opened, second_opened):
+        w.write(_t(1).to_batches()[0])
+        w.sync()
+    later = second_opened.publish()
+    earlier_opened_published_last = first_opened.publish()
+    assert earlier_opened_published_last.seq > later.seq
+    assert [s.seq for s in WriteAheadLog(tmp_path).segments()] == [later.seq, earlier_opened_published_last.seq]
+
+
+def test_aborted_segment_leaves_nothing(tmp_path):
+    wal = WriteAheadLog(tmp_path)
+    w = wal.open_segment("t", "id", _t(1).schema)
+    w.write(_t(1).to_batches()[0])
+    w.abort()
+    assert list(tmp_path.iterdir()) == [] and WriteAheadLog(tmp_path).segments() == []
