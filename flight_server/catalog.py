@@ -3,6 +3,16 @@
 Every lookup asks the store for the table's data version (one cheap call) and reuses the
 cached definition and manifest while it has not moved, so planning stays flat as the
 manifest grows and a commit made by any node is seen by the next query.
+
+Metadata outage: if the store is unavailable, a table whose manifest this node has cached
+keeps being served from that cache (ingest into it is still acknowledged, queries answer
+from the cached files plus this node's buffer). Such an answer may miss files other nodes
+committed during the outage; it never misses a row written through this node. A table the
+node holds no cached definition of answers ``Unavailable`` with the store's message.
+
+Hidden keys: a flush whose commit outcome is unknown (the reply was lost) hides its object
+key until a later commit settles it, because its rows are back in this node's buffer;
+counting the file too would show them twice.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from clients.errors import AlreadyExists, InvalidRequest, NotFound
+from clients.errors import AlreadyExists, InvalidRequest, NotFound, Unavailable
 
 from .metadata.base import FileEntry, MetadataStore, TableConfig, TableInfo
 from .paths import is_valid_table_name
@@ -57,6 +67,7 @@ class Catalog:
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[str, Manifest] = {}
+        self._hidden: dict[str, frozenset[str]] = {}  # table -> keys of commits with unknown outcome
 
     # -- definitions -------------------------------------------------------------------
     def create(self, name: str, schema: pa.Schema, config: TableConfig | None = None,
@@ -109,29 +120,59 @@ class Catalog:
     # -- manifests ---------------------------------------------------------------------
     def manifest(self, name: str) -> Manifest | None:
         """Definition + committed files of a table, refreshed only when its version moved."""
-        version = self.metadata.data_version(name)
-        if version == 0:
-            self.invalidate(name)
-            return None
         with self._lock:
             cached = self._cache.get(name)
-        if cached is not None and cached.version == version:
-            return cached
-        info = self.metadata.get_table(name)
-        if info is None:
-            self.invalidate(name)
-            return None
-        files = tuple(self.metadata.list_files(name))
+        try:
+            version = self.metadata.data_version(name)
+            if version == 0:
+                self.invalidate(name)
+                return None
+            if cached is not None and cached.version == version:
+                return self._visible(cached)
+            info = self.metadata.get_table(name)
+            if info is None:
+                self.invalidate(name)
+                return None
+            files = tuple(self.metadata.list_files(name))
+        except Unavailable as exc:
+            if cached is not None:
+                return self._visible(cached)  # outage: serve what this node holds (see module doc)
+            raise Unavailable(f"table {name!r} cannot be resolved: this node holds no cached definition "
+                              f"of it and {exc.message}", detail={"table": name}) from exc
         m = Manifest(version, info, files)
         with self._lock:
             cur = self._cache.get(name)
             if cur is None or cur.version <= version:
                 self._cache[name] = m
-        return m
+        return self._visible(m)
+
+    def _visible(self, m: Manifest) -> Manifest:
+        hidden = self._hidden.get(m.info.name)
+        if not hidden:
+            return m
+        return Manifest(m.version, m.info, tuple(f for f in m.files if f.key not in hidden))
+
+    def hide(self, name: str, keys: list[str]) -> None:
+        """Leave ``keys`` out of the table's manifest on this node (commit outcome unknown)."""
+        with self._lock:
+            self._hidden[name] = self._hidden.get(name, frozenset()) | frozenset(keys)
+
+    def unhide(self, name: str, keys: list[str]) -> None:
+        with self._lock:
+            left = self._hidden.get(name, frozenset()) - frozenset(keys)
+            if left:
+                self._hidden[name] = left
+            else:
+                self._hidden.pop(name, None)
 
     def invalidate(self, name: str) -> None:
         with self._lock:
             self._cache.pop(name, None)
+
+    def invalidate_all(self) -> None:
+        """Forget every cached definition and manifest (after a metadata restore)."""
+        with self._lock:
+            self._cache.clear()
 
     def stats(self, name: str) -> dict:
         m = self.manifest(name)

@@ -4,6 +4,8 @@ Object layout (in the bucket, or under the local storage root)::
 
     {table}/date=YYYY-MM-DD/{node_id}-{seq:012d}.parquet    committed data files
     _meta/backups/backup_YYYYMMDD_HHMMSS.json               metadata snapshots
+    _meta/trash/YYYYMMDD_HHMMSS_{table}_{token}.json        objects of dropped tables, kept
+                                                            while a backup may refer to them
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 BACKUP_PREFIX = "_meta/backups/"
 _BACKUP_NAME = re.compile(r"^backup_(\d{8})_(\d{6})\.json$")
+BACKUP_FILE = re.compile(r"^backup_[A-Za-z0-9_\-]{1,64}\.json$")  # names accepted for a restore
+TRASH_PREFIX = "_meta/trash/"
+_TRASH_NAME = re.compile(r"^(\d{8})_(\d{6})_[A-Za-z0-9_]+_[0-9a-f]+\.json$")
 
 
 def is_valid_table_name(name: str) -> bool:
@@ -48,3 +53,14 @@ def parse_backup_name(name: str) -> dt.datetime | None:
 def cache_file_name(key: str) -> str:
     """Flat file name of a cached object (keys are unique and contain no '..')."""
     return key.replace("/", "__")
+
+
+def trash_key(when: dt.datetime, table: str, token: str) -> str:
+    return f"{TRASH_PREFIX}{when.astimezone(dt.UTC).strftime('%Y%m%d_%H%M%S')}_{table}_{token}.json"
+
+
+def parse_trash_time(key: str) -> dt.datetime | None:
+    m = _TRASH_NAME.match(key.rsplit("/", 1)[-1])
+    if not m:
+        return None
+    return dt.datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)

@@ -12,7 +12,9 @@ Needs a ``redis-server`` binary (as the tests do).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 import uuid
 
 import pyarrow as pa
@@ -38,6 +40,18 @@ US_PER_DAY = 86_400_000_000
 
 def _epoch_us(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1_000_000
+
+
+class _NoBuffers:
+    """The resolver's buffer side, empty: planning over committed files only."""
+
+    lock = threading.RLock()
+
+    def commit_lock(self, name):
+        return contextlib.nullcontext()
+
+    def get(self, name):
+        return None
 
 
 class Planner:
@@ -66,7 +80,7 @@ class Planner:
             self.metadata.commit_files("t", info.table_id, entries[start:start + 2000])
         self.engine = QueryEngine([str(root / "objects"), str(root / "cache")])
         self.cache = FileCache(self.store, root / "cache", 1 << 30)
-        self.resolver = TableResolver(self.catalog, None, self.cache, self.engine)  # type: ignore[arg-type]
+        self.resolver = TableResolver(self.catalog, _NoBuffers(), self.cache, self.engine)  # type: ignore[arg-type]
         self.files = files
 
     def plan(self):
@@ -84,24 +98,9 @@ class Planner:
         self.metadata.close()
 
 
-class _NoBuffers:
-    """The resolver's buffer side, empty: planning over committed files only."""
-
-    def commit_lock(self, name):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-    lock = __import__("threading").RLock()
-
-    def get(self, name):
-        return None
-
-
 @pytest.mark.parametrize("files", [10, 10_000])
 def test_plan_one_day_of(benchmark, tmp_path, redis_server, files):  # noqa: F811 - fixture
     p = Planner(tmp_path, redis_server, files)
-    p.resolver.buffers = _NoBuffers()
     try:
         result = p.plan()  # warm: manifest cached for this data version, files bound once
         assert result.stats["files_total"] == files

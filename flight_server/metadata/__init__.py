@@ -29,7 +29,16 @@ def _sqlite(url: str, **options) -> MetadataStore:
     return SQLiteMetadataStore(path, **{k: v for k, v in options.items() if k == "clock"})
 
 
+def _redis(url: str, settings=None, clock=None, **options) -> MetadataStore:
+    from .redis import RedisMetadataStore  # redis-py loads only when a node uses Redis
+
+    extra = {"clock": clock} if clock is not None else {}
+    return RedisMetadataStore.from_url(url, settings, **extra, **options)
+
+
 register_metadata_store("sqlite", _sqlite)
+register_metadata_store("redis", _redis)
+register_metadata_store("redis+sentinel", _redis)
 
 __all__ = [
     "FileEntry", "MetadataStore", "NodeInfo", "TableConfig", "TableInfo", "SQLiteMetadataStore",

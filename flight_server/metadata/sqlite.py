@@ -44,7 +44,7 @@ class SQLiteMetadataStore(MetadataStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise Unavailable(f"cannot open metadata database {self.path}: {exc}") from exc
 
     @contextmanager
@@ -60,7 +60,11 @@ class SQLiteMetadataStore(MetadataStore):
                 self._db.execute("ROLLBACK")
                 raise
             else:
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._db.execute("ROLLBACK")
+                    raise Unavailable(f"metadata database unavailable: {exc}") from exc
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -74,6 +78,7 @@ class SQLiteMetadataStore(MetadataStore):
         with self._tx() as db:
             if db.execute("SELECT 1 FROM tables WHERE name=?", (info.name,)).fetchone():
                 raise AlreadyExists(f"table {info.name!r} already exists")
+            db.execute("DELETE FROM files WHERE table_name=?", (info.name,))  # a new incarnation starts empty
             db.execute(
                 "INSERT INTO tables(name, table_id, info, schema_version, data_version) VALUES (?,?,?,?,?)",
                 (info.name, info.table_id, orjson.dumps(info.to_json()).decode(), info.schema_version,
@@ -203,15 +208,27 @@ class SQLiteMetadataStore(MetadataStore):
     def restore(self, snapshot: Mapping[str, Any]) -> None:
         if snapshot.get("format") != SNAPSHOT_FORMAT:
             raise InvalidRequest(f"unsupported metadata snapshot format {snapshot.get('format')!r}")
-        tables = [TableInfo.from_json(t) for t in snapshot.get("tables", [])]
+        try:
+            tables = [TableInfo.from_json(t) for t in snapshot.get("tables", [])]
+            defined = {t.name for t in tables}
+            files = {name: [FileEntry.from_json(e).to_json() for e in entries]
+                     for name, entries in (snapshot.get("files") or {}).items() if name in defined}
+            watermarks = [(*k.split("|", 1), int(seq)) for k, seq in (snapshot.get("watermarks") or {}).items()]
+            counters = {str(k): int(v) for k, v in (snapshot.get("counters") or {}).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidRequest(f"metadata snapshot is malformed: {exc}") from exc
+        if any(len(w) != 3 for w in watermarks):
+            raise InvalidRequest("metadata snapshot is malformed: a watermark key is not 'node|table_id'")
         with self._tx() as db:
-            # Versions only move forward, so caches keyed by data version never serve stale data.
-            current = db.execute("SELECT value FROM counters WHERE name='__data_version'").fetchone()
-            floor = max([current[0] if current else 0, *snapshot.get("counters", {}).values(), 0])
+            # Versions only move forward, so caches keyed by data version never serve stale data;
+            # counters too, so a file sequence handed out before the restore is never reused.
+            current = dict(db.execute("SELECT name, value FROM counters").fetchall())
+            floor = max([current.get("__data_version", 0), *counters.values(), 0])
             for tbl in ("tables", "files", "watermarks", "counters"):
                 db.execute(f"DELETE FROM {tbl}")  # noqa: S608 - fixed names
-            for name, value in snapshot.get("counters", {}).items():
-                db.execute("INSERT INTO counters(name, value) VALUES (?,?)", (name, int(value)))
+            for name in current.keys() | counters.keys():
+                db.execute("INSERT INTO counters(name, value) VALUES (?,?)",
+                           (name, max(int(current.get(name, 0)), counters.get(name, 0))))
             db.execute(
                 "INSERT INTO counters(name, value) VALUES ('__data_version', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value=?", (floor, floor))
@@ -221,14 +238,12 @@ class SQLiteMetadataStore(MetadataStore):
                     (t.name, t.table_id, orjson.dumps(t.to_json()).decode(), t.schema_version,
                      self._next_version(db)),
                 )
-            for name, entries in snapshot.get("files", {}).items():
+            for name, entries in files.items():
                 db.executemany(
                     "INSERT INTO files(table_name, key, entry) VALUES (?,?,?)",
-                    [(name, e["key"], orjson.dumps(FileEntry.from_json(e).to_json()).decode()) for e in entries],
+                    [(name, e["key"], orjson.dumps(e).decode()) for e in entries],
                 )
-            for k, seq in snapshot.get("watermarks", {}).items():
-                node_id, table_id = k.split("|", 1)
-                db.execute("INSERT INTO watermarks(node_id, table_id, seq) VALUES (?,?,?)", (node_id, table_id, seq))
+            db.executemany("INSERT INTO watermarks(node_id, table_id, seq) VALUES (?,?,?)", watermarks)
 
     # -- lifecycle ---------------------------------------------------------------------
     def check(self) -> None:

@@ -29,6 +29,7 @@ BIG = 12 * 1024 * 1024 + 17  # > 5 MiB part size: the S3 backend uploads it in p
 def make_s3(moto: MotoServer, bucket: str, **kw) -> S3ObjectStore:
     kw.setdefault("retry_attempts", 2)
     kw.setdefault("retry_max_seconds", 0.2)
+    kw.setdefault("part_size", 5 * 1024 * 1024)  # BIG objects still take the multipart path
     return S3ObjectStore(moto.endpoint, moto.access_key, moto.secret_key, bucket, **kw)
 
 

@@ -1,0 +1,103 @@
+"""The flusher when a commit's reply is lost: the commit may or may not have landed.
+
+A lost reply cannot be produced on demand with a real Redis (it needs the connection to die
+after the server ran the script and before the reply arrived), so a thin wrapper around the
+real SQLite store plays it: it applies (or not) the commit, then raises ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from clients.errors import Unavailable
+from flight_server.buffer import BufferManager
+from flight_server.cache import FileCache
+from flight_server.catalog import Catalog
+from flight_server.ingest import Ingestor
+from flight_server.metadata.sqlite import SQLiteMetadataStore
+from flight_server.persist import Flusher
+from flight_server.storage import LocalObjectStore
+from flight_server.wal import WriteAheadLog
+
+
+class LostReply:
+    """A metadata store whose next commit reply gets lost (after or before applying it)."""
+
+    def __init__(self, inner: SQLiteMetadataStore):
+        self.inner = inner
+        self.lose: str | None = None  # "after": applied then lost; "before": never applied
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def commit_files(self, *args, **kwargs):
+        mode, self.lose = self.lose, None
+        if mode == "before":
+            raise Unavailable("metadata store unavailable: connection reset")
+        version = self.inner.commit_files(*args, **kwargs)
+        if mode == "after":
+            raise Unavailable("metadata store unavailable: connection reset while reading the reply")
+        return version
+
+
+class Rig:
+    def __init__(self, root: Path, metadata: LostReply | None = None):
+        self.metadata = metadata or LostReply(SQLiteMetadataStore(root / "meta.sqlite3"))
+        self.store = LocalObjectStore(root / "objects")
+        self.catalog = Catalog(self.metadata)
+        self.wal = WriteAheadLog(root / "wal")
+        self.buffers = BufferManager(1_000_000, 3600, 1 << 30)
+        self.cache = FileCache(self.store, root / "cache", 1 << 30)
+        self.flusher = Flusher("n1", self.catalog, self.store, self.wal, self.buffers, self.cache, root / "tmp")
+        self.ingestor = Ingestor("n1", self.catalog, self.store, self.wal, self.buffers, chunk_bytes=1 << 20)
+        self.ingestor.load_tables()
+
+    def ingest(self, start: int, count: int) -> None:
+        t = pa.table({"id": pa.array(range(start, start + count), pa.int64())})
+        self.ingestor.ingest("t", t, t.schema)
+
+    def visible_rows(self) -> int:
+        """What a query on this node counts: committed files it sees plus its buffer."""
+        m = self.catalog.manifest("t")
+        buf = self.buffers.get("t")
+        return sum(f.rows for f in m.files) + (buf.rows if buf else 0)
+
+    def committed(self) -> list:
+        return self.metadata.inner.list_files("t")
+
+
+@pytest.mark.parametrize("lost", ["after", "before"])
+def test_lost_commit_reply_never_duplicates_rows(tmp_path: Path, lost: str) -> None:
+    rig = Rig(tmp_path)
+    rig.ingest(0, 10)
+    rig.metadata.lose = lost
+    with pytest.raises(Unavailable):
+        rig.flusher.flush_table("t")
+    assert len(rig.committed()) == (1 if lost == "after" else 0)
+    assert rig.buffers.get("t").rows == 10  # the rows are back in the buffer ...
+    assert rig.visible_rows() == 10  # ... and the maybe-committed file is not counted twice
+    rig.ingest(10, 5)
+    assert rig.visible_rows() == 15
+    rig.flusher.flush_table("t")  # the retry settles it in one atomic commit
+    files = rig.committed()
+    assert [f.rows for f in files] == [15]
+    assert rig.visible_rows() == 15
+    objects = [o.key for o in rig.store.list("t/")]
+    assert objects == [files[0].key]  # the superseded object is deleted
+    assert rig.wal.segments() == []
+
+
+def test_crash_after_a_lost_reply_replays_nothing_twice(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.ingest(0, 10)
+    rig.metadata.lose = "after"
+    with pytest.raises(Unavailable):
+        rig.flusher.flush_table("t")
+    # the process dies here: a new node on the same WAL and metadata
+    again = Rig(tmp_path, metadata=LostReply(rig.metadata.inner))
+    replayed = again.ingestor.replay(lambda table, table_id: again.metadata.get_watermark("n1", table_id))
+    assert replayed == 0  # the watermark committed with the file covers those segments
+    assert again.visible_rows() == 10
