@@ -1,0 +1,356 @@
+"""The OpenAPI 3.0 description of the gateway (served at ``/api/v1/openapi.json``) and the
+interactive docs page (Swagger UI, ``/api/v1/docs``).
+
+Written by hand as data, so it says exactly what the routes accept (the hot write path
+parses JSON straight into Arrow and has no request models to generate a schema from).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TABLE_NAME = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$", "example": "events",
+              "description": "A letter, then letters, digits or '_' (64 characters at most). Case-insensitive."}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
+
+
+_ERROR_TEXT = {
+    400: "Bad input: malformed JSON, invalid names, type conflicts, bad SQL.",
+    401: "Missing or wrong credentials.",
+    404: "Unknown table, backup or route.",
+    409: "Already exists.",
+    413: "Request body over the configured limit.",
+    503: "The node or one of its dependencies is unavailable.",
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["ok", "error", "code", "status"],
+        "properties": {
+            "ok": {"type": "boolean", "enum": [False]},
+            "error": {"type": "string", "description": "What went wrong, safe to show"},
+            "code": {"type": "string", "example": "invalid_request",
+                     "description": "invalid_request, payload_too_large, not_found, already_exists, conflict, "
+                                    "unauthenticated, permission_denied, unavailable, internal ..."},
+            "status": {"type": "integer", "description": "The HTTP status, repeated"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "version", "node_id", "checks"],
+        "properties": {
+            "status": {"type": "string", "example": "ok", "description": "ok, degraded or down"},
+            "version": {"type": "string"},
+            "node_id": {"type": "string", "nullable": True},
+            "checks": {
+                "type": "object",
+                "required": ["flight", "metadata", "storage"],
+                "properties": {k: {"type": "string", "example": "ok"} for k in ("flight", "metadata", "storage")},
+            },
+        },
+    },
+    "Payload": {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "One column per key. JSON booleans -> bool, integers -> int64, other numbers -> float64, "
+                       "strings -> string, objects/arrays -> JSON text. Keys named 'id' or 'timestamp' "
+                       "are stored as 'payload_id' / 'payload_timestamp'.",
+        "example": {"user": "ada", "amount": 12.5, "tags": ["a", "b"]},
+    },
+    "Timestamp": {
+        "description": "RFC 3339 string (no zone: UTC) or epoch milliseconds; stored as UTC microseconds. "
+                       "Defaults to the time of the request.",
+        "oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
+    },
+    "Record": {
+        "type": "object",
+        "required": ["payload"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "description": "Record id; generated when missing"},
+            "timestamp": _ref("Timestamp"),
+            "payload": _ref("Payload"),
+        },
+    },
+    "SingleWrite": {
+        "type": "object",
+        "required": ["table", "payload"],
+        "additionalProperties": False,
+        "properties": {
+            "table": TABLE_NAME,
+            "id": {"type": "string"},
+            "timestamp": _ref("Timestamp"),
+            "payload": _ref("Payload"),
+        },
+    },
+    "BatchWrite": {
+        "type": "object",
+        "required": ["table", "records"],
+        "additionalProperties": False,
+        "properties": {
+            "table": TABLE_NAME,
+            "records": {"type": "array", "minItems": 1, "items": _ref("Record")},
+        },
+    },
+    "WriteResult": {
+        "type": "object",
+        "required": ["ok", "table", "rows"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "table": {"type": "string"},
+            "rows": {"type": "integer", "description": "Rows acknowledged: durable on the node (WAL fsync)"},
+        },
+    },
+    "QueryRequest": {
+        "type": "object",
+        "required": ["sql"],
+        "additionalProperties": False,
+        "properties": {
+            "sql": {"type": "string", "minLength": 1, "example": "SELECT count(*) FROM events"},
+            "params": {"description": "Statement parameters: an array (positional) or an object (named)",
+                       "oneOf": [{"type": "array", "items": {}}, {"type": "object", "additionalProperties": True}]},
+            "limit": {"type": "integer", "minimum": 0, "description": "At most this many rows are returned"},
+        },
+    },
+    "QueryResult": {
+        "type": "object",
+        "required": ["columns", "rows", "row_count"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "columns": {"type": "array", "items": {
+                "type": "object", "properties": {"name": {"type": "string"}, "type": {"type": "string"}}}},
+            "rows": {"type": "array", "items": {"type": "array", "items": {}}},
+            "row_count": {"type": "integer"},
+            "duration_ms": {"type": "number"},
+            "error": _ref("Error"),
+        },
+    },
+    "Column": {
+        "type": "object",
+        "required": ["name", "type"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "type": {"type": "string", "example": "int64",
+                     "description": "bool, int8..int64, uint8..uint64, float32, float64, string, binary, date32, "
+                                    "timestamp (UTC microseconds), timestamp[ms] ..."},
+            "nullable": {"type": "boolean", "default": True},
+        },
+    },
+    "TableConfig": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "buffer_size": {"type": "integer", "minimum": 1, "description": "Rows buffered before a flush"},
+            "flush_interval_seconds": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+            "retention_days": {"type": "integer", "minimum": 0},
+            "properties": {"type": "object", "additionalProperties": {"type": "string"},
+                           "description": "e.g. {\"auto_evolve\": \"false\"} refuses new columns"},
+        },
+    },
+    "CreateTable": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": TABLE_NAME,
+            "schema": {"description": "Columns, or a base64 Arrow IPC schema. Default: id string, timestamp.",
+                       "oneOf": [{"type": "array", "minItems": 1, "items": _ref("Column")},
+                                 {"type": "string", "format": "byte"}]},
+            "config": _ref("TableConfig"),
+            "if_not_exists": {"type": "boolean", "default": False},
+        },
+    },
+    "Table": {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "name": {"type": "string"},
+            "table_id": {"type": "string"},
+            "schema": {"type": "array", "items": _ref("Column")},
+            "schema_version": {"type": "integer"},
+            "time_column": {"type": "string", "nullable": True},
+            "config": {"type": "object", "additionalProperties": True},
+            "stats": {"type": "object", "additionalProperties": True},
+            "created_at": {},
+        },
+    },
+    "TableList": {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "tables": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "columns": {"type": "integer"},
+                "time_column": {"type": "string", "nullable": True}}}},
+        },
+    },
+    "Dropped": {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "table": {"type": "string"}, "dropped": {"type": "boolean"}},
+    },
+    "FlushRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"table": TABLE_NAME},
+    },
+    "RestoreRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "from_latest": {"type": "boolean", "default": False},
+            "backup_file": {"type": "string", "example": "backup_20240118.json"},
+            "dry_run": {"type": "boolean", "default": False},
+        },
+    },
+    "Object": {"type": "object", "additionalProperties": True},
+}
+
+_QUERY_FORMATS = {
+    "application/json": {"schema": _ref("QueryResult")},
+    "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "format": "binary"}},
+    "text/csv": {"schema": {"type": "string"}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+def _body(schema: str, required: bool = True) -> dict:
+    return {"required": required, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+PATHS: dict[str, Any] = {
+    "/health": {"get": {
+        "tags": ["service"], "operationId": "health", "summary": "Node health (unauthenticated)",
+        "security": [],
+        "responses": {"200": _json(_ref("Health"), "Healthy"),
+                      "503": _json(_ref("Health"), "A dependency (Flight, metadata, storage) is down")},
+    }},
+    "/status": {"get": {
+        "tags": ["operations"], "operationId": "status", "summary": "The node, its buffers and the live nodes",
+        "responses": {"200": _json(_ref("Object")), **_errors(401, 503)},
+    }},
+    "/data": {"post": {
+        "tags": ["data"], "operationId": "write", "summary": "Write one record or a batch",
+        "description": "All or nothing: a rejected batch writes nothing. The table is created on first write "
+                       "unless the server forbids it (tables.auto_create=false). New payload keys add nullable "
+                       "columns (unless the table has properties.auto_evolve=false). Acknowledged rows are "
+                       "durable. An `Idempotency-Key` header makes a retried batch apply once.",
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "oneOf": [_ref("SingleWrite"), _ref("BatchWrite")]}}}},
+        "responses": {"200": _json(_ref("WriteResult")), **_errors(400, 401, 404, 413, 503)},
+    }},
+    "/query": {"post": {
+        "tags": ["data"], "operationId": "query", "summary": "Run SQL; JSON, Arrow IPC, CSV or Parquet",
+        "description": "The format comes from `?format=` or else the Accept header. Results stream.",
+        "parameters": [{"name": "format", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["json", "arrow", "csv", "parquet"]}}],
+        "requestBody": _body("QueryRequest"),
+        "responses": {"200": {"description": "The result", "content": _QUERY_FORMATS},
+                      **_errors(400, 401, 404, 413, 503)},
+    }},
+    "/tables": {
+        "post": {
+            "tags": ["tables"], "operationId": "createTable", "summary": "Create a table",
+            "requestBody": _body("CreateTable"),
+            "responses": {"201": _json(_ref("Table"), "Created (or already there with if_not_exists)"),
+                          **_errors(400, 401, 409, 413, 503)},
+        },
+        "get": {
+            "tags": ["tables"], "operationId": "listTables", "summary": "List tables",
+            "parameters": [{"name": "pattern", "in": "query", "required": False,
+                            "schema": {"type": "string", "example": "t_*"}, "description": "glob"}],
+            "responses": {"200": _json(_ref("TableList")), **_errors(400, 401, 503)},
+        },
+    },
+    "/tables/{name}": {
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": TABLE_NAME}],
+        "get": {
+            "tags": ["tables"], "operationId": "describeTable", "summary": "Schema, config and stats",
+            "responses": {"200": _json(_ref("Table")), **_errors(400, 401, 404, 503)},
+        },
+        "delete": {
+            "tags": ["tables"], "operationId": "dropTable", "summary": "Drop a table and its data",
+            "parameters": [{"name": "if_exists", "in": "query", "required": False, "schema": {"type": "boolean"}}],
+            "responses": {"200": _json(_ref("Dropped")), **_errors(400, 401, 404, 503)},
+        },
+    },
+    "/flush": {"post": {
+        "tags": ["operations"], "operationId": "flush", "summary": "Flush buffered rows to Parquet now",
+        "requestBody": _body("FlushRequest", required=False),
+        "responses": {"200": _json(_ref("Object")), **_errors(400, 401, 404, 503)},
+    }},
+    "/metadata/backup": {"post": {
+        "tags": ["metadata"], "operationId": "backupMetadata", "summary": "Write a metadata backup now",
+        "responses": {"201": _json(_ref("Object")), **_errors(400, 401, 503)},
+    }},
+    "/metadata/backups": {"get": {
+        "tags": ["metadata"], "operationId": "listBackups", "summary": "Metadata backups of the last days",
+        "parameters": [{"name": "days", "in": "query", "required": False,
+                        "schema": {"type": "number", "minimum": 0, "maximum": 36500, "default": 30}}],
+        "responses": {"200": _json(_ref("Object")), **_errors(400, 401, 503)},
+    }},
+    "/metadata/restore": {"post": {
+        "tags": ["metadata"], "operationId": "restoreMetadata", "summary": "Restore metadata from a backup",
+        "requestBody": _body("RestoreRequest"),
+        "responses": {"200": _json(_ref("Object")), **_errors(400, 401, 404, 409, 503)},
+    }},
+    "/metadata/status": {"get": {
+        "tags": ["metadata"], "operationId": "metadataStatus", "summary": "Metadata backend and backups",
+        "responses": {"200": _json(_ref("Object")), **_errors(401, 503)},
+    }},
+}
+
+
+def openapi_document(version: str = "0.0.0") -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "MinIODB REST gateway",
+            "version": version,
+            "description": "JSON over HTTP, translated into Arrow Flight calls to a MinIODB node. Every error "
+                           "is `{ok: false, error, code, status}`.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{}, {"bearer": []}, {"basic": []}],
+        "tags": [{"name": n} for n in ("service", "data", "tables", "operations", "metadata")],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": {f"E{c}": _json(_ref("Error"), text) for c, text in _ERROR_TEXT.items()},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key"},
+                "basic": {"type": "http", "scheme": "basic", "description": "Any user name, the API key as password"},
+            },
+        },
+    }
+
+
+DOCS_HTML = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>MinIODB REST API</title>
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <noscript>The interactive docs need JavaScript; the API description is at
+    <a href="{openapi_url}">{openapi_url}</a>.</noscript>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "{openapi_url}", dom_id: "#swagger-ui", deepLinking: true});
+  </script>
+</body>
+</html>
+"""
