@@ -54,10 +54,37 @@ def install_quiet_tracebacks() -> None:
         value = args[0] if args else exc
         if isinstance(value, _Quiet) or isinstance(exc, _Quiet):
             return ["miniodb"]
+        if isinstance(value, BaseException) and _in_result_stream(value):
+            return [errors.tag(stream_error(value))]
         return original(exc, *args, **kwargs)
 
     traceback.format_exception = format_exception
     _installed = True
+
+
+def _in_result_stream(exc: BaseException) -> bool:
+    """Raised while pyarrow's C++ side streamed a result reader (``GeneratorStream``)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if "_data_stream_next" in tb.tb_frame.f_code.co_name:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def stream_error(exc: BaseException) -> errors.MinioDBError:
+    """A result stream that failed mid-way (DuckDB's reader): the client-safe error
+    (``Cancelled`` after CancelFlightInfo interrupted the query)."""
+    if isinstance(exc, errors.MinioDBError):
+        return exc
+    text = str(exc).strip().split("\n")[0]
+    if isinstance(exc, duckdb.InterruptException) or "INTERRUPT Error" in text:
+        return errors.Cancelled("query cancelled")
+    if "Out of Memory" in text:
+        return errors.Unavailable("the node is out of memory for this query; retry later or narrow it")
+    if isinstance(exc, OSError) and text.split(":")[0].endswith(" Error"):  # DuckDB, while producing rows
+        return errors.InvalidRequest(text)
+    return translate(exc)
 
 
 def to_flight(err: errors.MinioDBError) -> Exception:

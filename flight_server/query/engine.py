@@ -11,6 +11,7 @@ object/cache folders, no extension install or load, configuration locked.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -49,6 +50,23 @@ REFUSED = {
     "EXECUTE": "EXECUTE is not supported in SQL text; use Flight SQL prepared statements",
 }
 QUERY_KINDS = {"SELECT", "EXPLAIN"}
+BATCH_TARGET_BYTES = 4 * 1024 * 1024  # result batches stay far below gRPC's 16 MiB message cap
+_FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "UTINYINT": 1, "SMALLINT": 2, "USMALLINT": 2, "INTEGER": 4,
+                "UINTEGER": 4, "FLOAT": 4, "DATE": 4, "BIGINT": 8, "UBIGINT": 8, "DOUBLE": 8, "TIME": 8,
+                "HUGEINT": 16, "UHUGEINT": 16, "UUID": 16, "INTERVAL": 16}
+
+
+def batch_rows_for(types: Sequence[Any], max_rows: int, target_bytes: int = BATCH_TARGET_BYTES) -> int:
+    """Rows per result batch so one batch is about ``target_bytes`` (estimated from the types)."""
+    width = 0
+    for t in types:
+        name = str(t).upper()
+        fixed = _FIXED_WIDTH.get(name)
+        if fixed is None:
+            fixed = 8 if name.startswith(("TIMESTAMP", "DECIMAL", "ENUM")) else 256 if name.endswith(
+                ("]", ")")) or name.startswith(("STRUCT", "MAP", "UNION", "LIST")) else 64
+        width += fixed + 1
+    return max(1024, min(max_rows, target_bytes // max(width, 1)))
 
 
 @dataclass
@@ -70,6 +88,8 @@ class QueryResult:
     kind: str
     stats: dict[str, Any] = field(default_factory=dict)
     _close: Callable[[], None] = lambda: None
+    interrupt: Callable[[], None] = lambda: None  # stops the running query (cancellation)
+    record: Any = None  # querylog.QueryRecord (statistics), set by the query runner
 
     @property
     def schema(self) -> pa.Schema:
@@ -79,8 +99,9 @@ class QueryResult:
         self._close()
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(sql: str) -> tuple[str, duckdb.Statement]:
-    """Statement kind from DuckDB's parser; exactly one statement is accepted."""
+    """Statement kind from DuckDB's parser; exactly one statement is accepted (cached by text)."""
     if not sql or not sql.strip():
         raise InvalidRequest("empty SQL statement")
     try:
@@ -112,10 +133,81 @@ def _lit(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
+class CursorPool:
+    """Idle request cursors, reused one request at a time, with the views they still hold.
+
+    Creating a table's temp view costs DuckDB about as much as a small query; a reused cursor
+    keeps the view while the table's files and columns stay the same. Only file-only views
+    are kept (views over a buffer snapshot are dropped when the cursor comes back, so no old
+    snapshot stays in memory), and a checked-out cursor holds exactly the views of its
+    request's tables (others are dropped first), as a fresh cursor would. Cursors that failed,
+    were interrupted or carry per-request bindings are closed instead.
+    """
+
+    def __init__(self, db: duckdb.DuckDBPyConnection, size: int = 8):
+        self._db = db
+        self.size = size
+        self._idle: list[tuple[duckdb.DuckDBPyConnection, dict]] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[duckdb.DuckDBPyConnection, dict]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._db.cursor(), {}
+
+    @staticmethod
+    def bind(cur: duckdb.DuckDBPyConnection, views: dict, key: str, rt: ResolvedTable,
+             create: Callable[[duckdb.DuckDBPyConnection, str, ResolvedTable], None]) -> None:
+        """(Re)create the view of ``rt`` unless this cursor already holds an identical one."""
+        buffered = rt.buffer is not None and rt.buffer.num_rows > 0
+        sig = None if buffered else (tuple(rt.paths), tuple(rt.columns), frozenset(rt.file_columns))
+        held = views.get(rt.name.lower())  # DuckDB names are case-insensitive
+        if sig is not None and held is not None and held[1] == sig:
+            return
+        create(cur, key, rt)
+        views[rt.name.lower()] = (key, sig)
+
+    @staticmethod
+    def forget(cur: duckdb.DuckDBPyConnection, views: dict, keep: set[str] = frozenset()) -> None:
+        for name in [n for n in views if n not in keep]:
+            key, _ = views.pop(name)
+            cur.execute(f"DROP VIEW IF EXISTS {_quote(name)}")
+            cur.unregister(f"__buf_{key}")
+
+    def give(self, cur: duckdb.DuckDBPyConnection, views: dict, reader: pa.RecordBatchReader | None,
+             reuse: bool) -> None:
+        if reuse:
+            try:
+                if reader is not None:
+                    reader.close()  # a connection with an open result refuses the next query
+                self.forget(cur, views, keep={n for n, (_, sig) in views.items() if sig is not None})
+                with self._lock:
+                    if len(self._idle) < self.size:
+                        self._idle.append((cur, views))
+                        return
+            except Exception:  # noqa: BLE001 - a cursor in doubt is closed, not reused
+                pass
+        try:
+            cur.close()
+        except duckdb.Error:
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for cur, _ in idle:
+            try:
+                cur.close()
+            except duckdb.Error:
+                pass
+
+
 class QueryEngine:
     def __init__(self, allowed_dirs: Sequence[str], threads: int = 0, memory_limit: str = "",
-                 batch_rows: int = 65536, temp_dir: str = ""):
+                 batch_rows: int = 65536, temp_dir: str = "", max_batch_bytes: int = BATCH_TARGET_BYTES):
         self.batch_rows = batch_rows
+        self.max_batch_bytes = max_batch_bytes
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if threads:
             config["threads"] = threads
@@ -131,8 +223,11 @@ class QueryEngine:
         self._db.execute("SET TimeZone='UTC'")
         self._db.execute("SET lock_configuration=true")
         self._types_cache: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        self._analysis_cache: dict[str, Analysis] = {}  # json_serialize_sql walk, by SQL text
         self._lock = threading.Lock()
         self._active: dict[int, duckdb.DuckDBPyConnection] = {}
+        self.system_tables: Any = None  # query.system.SystemTables: binds system.* per request
+        self._cursors = CursorPool(self._db)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._db.cursor()
@@ -155,11 +250,19 @@ class QueryEngine:
         return out
 
     def analyze(self, cur: duckdb.DuckDBPyConnection, sql: str) -> Analysis:
+        cached = self._analysis_cache.get(sql)
+        if cached is not None:
+            return cached
         text = cur.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
         tree = orjson.loads(text)
         if tree.get("error"):
             raise InvalidRequest(tree.get("error_message") or "invalid SQL")
-        return analyze(tree)
+        result = analyze(tree)
+        with self._lock:
+            if len(self._analysis_cache) >= 4096:
+                self._analysis_cache.pop(next(iter(self._analysis_cache)))
+            self._analysis_cache[sql] = result
+        return result
 
     def execute(
         self,
@@ -167,39 +270,62 @@ class QueryEngine:
         params: Sequence[Any] | None,
         resolve: Callable[[str, list | None], ResolvedTable | None],
         kind: str | None = None,
+        schema_only: bool = False,
     ) -> QueryResult:
-        """Run one SELECT; ``resolve(name, constraint_sets)`` binds each table it reads."""
+        """Run one SELECT; ``resolve(name, constraint_sets)`` binds each table it reads.
+
+        ``schema_only``: bind the statement but run nothing (an empty result of its schema)."""
         started = time.perf_counter()
         if kind is None:
             kind, _ = classify(sql)
         refuse(kind)
-        cur = self._db.cursor()
+        cur, views = self._cursors.take()
         resolved: list[ResolvedTable] = []
+        state = {"closed": False, "reuse": True, "reader": None}
+        guard = threading.Lock()
 
         def close() -> None:
             for r in resolved:
                 r.release()
             resolved.clear()
-            try:
-                cur.close()
-            except duckdb.Error:
-                pass
+            with guard:
+                if state["closed"]:
+                    return
+                state["closed"] = True
+            self._cursors.give(cur, views, state["reader"], state["reuse"])
+
+        def interrupt() -> None:
+            with guard:  # never interrupt a cursor that went back to the pool
+                if not state["closed"]:
+                    state["reuse"] = False
+                    cur.interrupt()
 
         try:
             if kind == "SELECT":
                 analysis = self.analyze(cur, sql)
+                wanted = set()
                 for key, ref in analysis.tables.items():
                     sets = None if ref.unconstrained else ref.constraint_sets
                     rt = resolve(ref.name, sets)
                     if rt is None:
                         raise NotFound(f"table {ref.name!r} not found", detail={"table": ref.name})
                     resolved.append(rt)
-                    self._bind(cur, key, rt)
+                    wanted.add(rt.name.lower())
+                    self._cursors.bind(cur, views, key, rt, self._bind)
+                self._cursors.forget(cur, views, keep=wanted)
+                if analysis.qualified and self.system_tables is not None:
+                    state["reuse"] = False  # per-request system bindings: not for the pool
+                    sql = self.system_tables.bind(cur, sql, analysis)
             rel = cur.sql(sql, params=list(params) if params else None)
             if rel is None:
                 raise InvalidRequest("statement returns no result")
-            reader = rel.to_arrow_reader(self.batch_rows)
+            if schema_only:  # the bound types, as DuckDB converts them to Arrow, without executing
+                rel = cur.sql("SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {_quote(c)}" for c, t in zip(
+                    rel.columns, rel.types, strict=True)) + " WHERE false")
+            reader = rel.to_arrow_reader(batch_rows_for(rel.types, self.batch_rows, self.max_batch_bytes))
+            state["reader"] = reader
         except BaseException:
+            state["reuse"] = False
             close()
             raise
         stats = {
@@ -210,7 +336,7 @@ class QueryEngine:
             "buffer_rows": sum(r.buffer.num_rows for r in resolved if r.buffer is not None),
             "plan_seconds": time.perf_counter() - started,
         }
-        return QueryResult(reader, kind, stats, close)
+        return QueryResult(reader, kind, stats, close, interrupt=interrupt)
 
     def _bind(self, cur: duckdb.DuckDBPyConnection, name: str, rt: ResolvedTable) -> None:
         parts = []
@@ -221,7 +347,8 @@ class QueryEngine:
                 for c, t in rt.columns
             )
             files = ", ".join(_lit(p) for p in rt.paths)
-            parts.append(f"SELECT {cols} FROM read_parquet([{files}], union_by_name=true)")
+            union = ", union_by_name=true" if len(rt.paths) > 1 else ""
+            parts.append(f"SELECT {cols} FROM read_parquet([{files}]{union})")
         if rt.buffer is not None and rt.buffer.num_rows:
             buf = f"__buf_{name}"
             cur.register(buf, rt.buffer)
@@ -233,4 +360,5 @@ class QueryEngine:
         cur.execute(f"CREATE OR REPLACE TEMP VIEW {_quote(rt.name)} AS {body}")
 
     def close(self) -> None:
+        self._cursors.close()
         self._db.close()

@@ -1,0 +1,110 @@
+"""Pure parts of the Flight SQL layer: LIKE patterns, catalog names, handles, sessions, DML
+splitting, batch sizing."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from clients.errors import InvalidRequest, NotFound
+from clients.protocol import flight_pb2
+from flight_server.flightsql import metadata_commands as md
+from flight_server.flightsql.dml import _all_placeholders, param_rows, target_name
+from flight_server.flightsql.prepared import PreparedStatement, PreparedStatements, parse_handle
+from flight_server.flightsql.sessions import SessionStore, session_cookie
+from flight_server.query.engine import batch_rows_for
+
+
+@pytest.mark.parametrize(("pattern", "value", "ok"), [
+    ("%", "anything", True), ("t_", "t1", True), ("t_", "t12", False), ("T%", "trips", True),
+    ("a\\_b", "a_b", True), ("a\\_b", "axb", False), ("100\\%", "100%", True), ("x.y", "xzy", False),
+])
+def test_like_patterns(pattern, value, ok):
+    assert (md.like(pattern).fullmatch(value) is not None) is ok
+
+
+def test_tables_filters_and_schema_metadata():
+    tables = [("main", "b_t", "TABLE", pa.schema([("x", pa.int64())])),
+              ("main", "a_t", "TABLE", pa.schema([("d", pa.decimal128(10, 2)), ("s", pa.string())]))]
+    t = md.tables_table(tables, None, None, None, [], include_schema=True)
+    assert t.column("table_name").to_pylist() == ["a_t", "b_t"] and t.schema.equals(md.TABLES_WITH_SCHEMA_SCHEMA)
+    schema = pa.ipc.read_schema(pa.py_buffer(t.column("table_schema")[0].as_py()))
+    assert schema.field("d").metadata[b"ARROW:FLIGHT:SQL:TYPE_NAME"] == b"DECIMAL(10,2)"
+    assert schema.field("s").metadata[b"ARROW:FLIGHT:SQL:TABLE_NAME"] == b"a_t"
+    assert md.tables_table(tables, "", None, None, [], False).num_rows == 0  # no catalog-less tables
+    assert md.tables_table(tables, "MinIODB", "ma%", "b%", ["table"], False).num_rows == 1
+    assert md.db_schemas_table(tables, "other", None).num_rows == 0
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT * FROM miniodb.main.t", "SELECT * FROM main.t"),
+    ("SELECT * FROM MINIODB.t JOIN u ON true", "SELECT * FROM t JOIN u ON TRUE"),
+    ("SELECT 'miniodb' AS x", "SELECT 'miniodb' AS x"),
+    ("SELECT * FROM t", "SELECT * FROM t"),
+])
+def test_strip_catalog(sql, expected):
+    assert md.strip_catalog(sql) == expected
+
+
+def test_target_names():
+    import sqlglot
+
+    def name(sql):
+        return target_name(sqlglot.parse_one(sql, read="duckdb").find(sqlglot.exp.Table))
+
+    assert name("DROP TABLE miniodb.main.t") == "t"
+    assert name("DROP TABLE main.t") == "t"
+    with pytest.raises(NotFound):
+        name("DROP TABLE other.main.t")
+    with pytest.raises(NotFound):
+        name("DROP TABLE nope.t")
+
+
+def test_placeholders_and_param_rows():
+    import sqlglot
+
+    def values(sql):
+        return sqlglot.parse_one(sql, read="duckdb").expression
+
+    assert _all_placeholders(values("INSERT INTO t VALUES (?, ?)"))
+    assert not _all_placeholders(values("INSERT INTO t VALUES (?, 1)"))
+    assert not _all_placeholders(values("INSERT INTO t VALUES (?), (?)"))
+    assert param_rows(pa.table({"a": [1, 2], "b": ["x", None]})) == [[1, "x"], [2, None]]
+    assert param_rows(None) == []
+
+
+def test_prepared_handles_carry_sql_and_small_params():
+    stmt = PreparedStatement("id1", "SELECT ?", "SELECT", False, 1, None, pa.schema([]),
+                             params=pa.table({"p": [1]}))
+    handle = parse_handle(stmt.handle())
+    assert (handle.id, handle.sql, handle.params.to_pylist()) == ("id1", "SELECT ?", [{"p": 1}])
+    with pytest.raises(InvalidRequest):
+        parse_handle(b"{}")
+    now = [0.0]
+    registry = PreparedStatements(idle_ttl=10, clock=lambda: now[0])
+    registry.add(stmt)
+    assert registry.get(handle) is stmt
+    now[0] = 100.0
+    registry.add(PreparedStatement("id2", "SELECT 1", "SELECT", False, 0, None, pa.schema([])))
+    assert registry.get(handle) is None  # idle too long
+
+
+def test_sessions_by_cookie_or_peer():
+    store = SessionStore(lambda: ["main", "system"])
+    req = flight_pb2.SetSessionOptionsRequest()
+    req.session_options["schema"].string_value = "SYSTEM"
+    req.session_options["catalog"].string_value = "nope"
+    result, sid = store.set(("", "peer:a"), req)
+    assert sid and set(result.errors) == {"catalog"}
+    assert store.options((f"cookie:{sid}", "peer:b"))["schema"] == "system"  # found by cookie
+    assert store.options(("", "peer:a"))["schema"] == "system"  # found by peer
+    assert store.options(("", "peer:c"))["schema"] == "main"  # default
+    store.close(("", "peer:a"))
+    assert store.options((f"cookie:{sid}", "peer:b"))["schema"] == "main"
+    assert session_cookie(f"a=1; arrow_flight_session_id={sid}") == sid
+
+
+def test_batch_rows_follow_the_width():
+    assert batch_rows_for(["BIGINT"] * 4, 262144) == 4 * 1024 * 1024 // 36
+    assert batch_rows_for(["VARCHAR"] * 40, 262144) == 4 * 1024 * 1024 // (40 * 65)
+    assert batch_rows_for(["INTEGER"], 65536) == 65536
