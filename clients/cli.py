@@ -21,7 +21,9 @@ def _client(ctx: click.Context):
     from .flight import Client
 
     o = ctx.obj
-    return Client(o["uri"], username=o.get("username"), password=o.get("password"), token=o.get("token"))
+    roots = Path(o["tls_root_certs"]).read_bytes() if o.get("tls_root_certs") else None
+    return Client(o["uri"], username=o.get("username"), password=o.get("password"), token=o.get("token"),
+                  tls_root_certs=roots, disable_server_verification=bool(o.get("insecure")))
 
 
 def _fail(exc: errors.MinioDBError) -> None:
@@ -42,11 +44,16 @@ class _Group(click.Group):
 @click.option("--username", envvar="MINIODB_USERNAME", default=None)
 @click.option("--password", envvar="MINIODB_PASSWORD", default=None, help="API key (Basic auth)")
 @click.option("--token", envvar="MINIODB_TOKEN", default=None, help="API key or token (Bearer auth)")
+@click.option("--tls-root-certs", envvar="MINIODB_TLS_ROOT_CERTS", type=click.Path(dir_okay=False), default=None,
+              help="PEM file of the CA(s) that signed a grpc+tls node's certificate")
+@click.option("--insecure", is_flag=True, envvar="MINIODB_TLS_INSECURE",
+              help="grpc+tls without verifying the node's certificate (testing only)")
 @click.pass_context
-def main(ctx, uri, username, password, token):
+def main(ctx, uri, username, password, token, tls_root_certs, insecure):
     """MinIODB: a columnar analytics server speaking Arrow Flight SQL."""
     ctx.ensure_object(dict)
-    ctx.obj.update(uri=uri, username=username, password=password, token=token)
+    ctx.obj.update(uri=uri, username=username, password=password, token=token, tls_root_certs=tls_root_certs,
+                   insecure=insecure)
 
 
 @main.command()
@@ -238,6 +245,114 @@ def status(ctx):
     """Node status: buffers, WAL, cache and the live nodes."""
     with _client(ctx) as c:
         click.echo(json.dumps(c.status(), indent=2, default=str))
+
+
+@main.command()
+@click.pass_context
+def backup(ctx):
+    """Back up all metadata to the object store now (_meta/backups/backup_*.json)."""
+    from . import protocol
+
+    with _client(ctx) as c:
+        r = c.action(protocol.ACTION_BACKUP_METADATA)
+    click.echo(f"{r['backup_file']}: {r['tables']} tables, {r['files']} files, {r['bytes']} bytes")
+
+
+@main.command()
+@click.option("--days", type=float, default=None, help="only backups younger than this many days")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_context
+def backups(ctx, days, as_json):
+    """List metadata backups, newest first."""
+    from . import protocol
+
+    with _client(ctx) as c:
+        items = c.action(protocol.ACTION_LIST_BACKUPS, {"days": days} if days is not None else {})["backups"]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    for b in items:
+        click.echo(f"{b['backup_file']}  {b['created_at']}  {b['size']} bytes")
+
+
+@main.command()
+@click.option("--from-latest", is_flag=True, help="restore the newest backup")
+@click.option("--file", "backup_file", default=None, help="backup file name, e.g. backup_20240118_030000.json")
+@click.option("--dry-run", is_flag=True, help="only report what would change")
+@click.pass_context
+def restore(ctx, from_latest, backup_file, dry_run):
+    """Restore all metadata from a backup (prints the changes as JSON)."""
+    from . import protocol
+
+    if from_latest == bool(backup_file):
+        raise click.UsageError("give exactly one of --from-latest or --file FILE")
+    body = {"from_latest": from_latest, "dry_run": dry_run}
+    if backup_file:
+        body["backup_file"] = backup_file
+    with _client(ctx) as c:
+        r = c.action(protocol.ACTION_RESTORE_METADATA, body)
+    click.echo(json.dumps(r, indent=2, default=str))
+
+
+@main.command()
+@click.option("--flight", "flight_uri", default=None, help="Flight URI of the node [default: --uri]")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=8081, show_default=True, help="REST port (0: any free port)")
+@click.option("--max-body-bytes", type=int, default=64 * 1024 * 1024, show_default=True,
+              help="larger request bodies are refused with 413")
+@click.option("--service-token", envvar="MINIODB_GATEWAY_SERVICE_TOKEN", default=None,
+              help="API key the gateway uses for GET /api/v1/health when the node requires auth")
+@click.option("--tls-root-certs", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM roots to verify a grpc+tls node")
+@click.option("--tls-cert-file", type=click.Path(exists=True, dir_okay=False), default=None, help="serve HTTPS")
+@click.option("--tls-key-file", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
+              help="write {\"rest\": URL} as JSON here once listening")
+@click.option("--log-level", default="info", show_default=True)
+@click.pass_context
+def gateway(ctx, flight_uri, host, port, max_body_bytes, service_token, tls_root_certs, tls_cert_file,
+            tls_key_file, ready_file, log_level):
+    """Run the REST gateway (/api/v1 JSON over HTTP) in front of a node's Flight port."""
+    from gateway.app import GatewayConfig
+    from gateway.server import serve as serve_gateway
+
+    if max_body_bytes <= 0:
+        raise click.UsageError("--max-body-bytes must be positive")
+    if bool(tls_cert_file) != bool(tls_key_file):
+        raise click.UsageError("give both --tls-cert-file and --tls-key-file")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = GatewayConfig(flight_uri=flight_uri or ctx.obj["uri"], max_body_bytes=max_body_bytes,
+                           tls_root_certs=Path(tls_root_certs).read_bytes() if tls_root_certs else None,
+                           service_token=service_token)
+    scheme = "https" if tls_cert_file else "http"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+    def ready(bound: int) -> None:
+        click.echo(f"MinIODB REST gateway on {scheme}://{shown}:{bound}/api/v1 -> {config.flight_uri}", err=True)
+        if ready_file:
+            tmp = Path(ready_file).with_suffix(".tmp")
+            tmp.write_text(json.dumps({"rest": f"{scheme}://{shown}:{bound}"}))
+            tmp.replace(ready_file)
+
+    serve_gateway(config, host, port, ssl_certfile=tls_cert_file, ssl_keyfile=tls_key_file,
+                  log_level=log_level, ready=ready)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+              add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def bench(ctx, args):
+    """Benchmarks with side-by-side baselines (`miniodb bench --help`)."""
+    from click.core import ParameterSource
+
+    from bench.cli import bench as command
+
+    defaults = {}  # `miniodb --uri X bench` measures X (and uses its credentials)
+    for name in ("uri", "username", "password"):
+        if ctx.parent is not None and ctx.parent.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            defaults[name] = ctx.obj[name]
+    command.main(list(args), prog_name="miniodb bench", default_map=defaults)
 
 
 if __name__ == "__main__":

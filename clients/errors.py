@@ -144,7 +144,8 @@ def parse(text: str, fallback: type[MinioDBError] = Internal) -> MinioDBError:
 
 def _strip_grpc_noise(msg: str) -> str:
     # pyarrow appends ". Detail: ..." and gRPC client context lines; keep the first part.
-    for marker in (". gRPC client debug context", "\ngRPC client debug context", ". Client context:"):
+    for marker in (". gRPC client debug context", "\ngRPC client debug context", ". Client context:",
+                   ". Detail: Python exception"):
         idx = msg.find(marker)
         if idx >= 0:
             msg = msg[:idx]

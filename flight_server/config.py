@@ -106,7 +106,7 @@ class QuerySettings:
     file_cache_dir: str = ""  # empty: {data_dir}/cache
     threads: int = 0  # 0: DuckDB default (all cores)
     memory_limit: str = ""  # e.g. "4GB"; empty: DuckDB default
-    batch_rows: int = 65536
+    batch_rows: int = 262144  # most rows per result batch; fewer when a batch would pass max_batch_bytes
     max_batch_bytes: int = 4 * 1024 * 1024
 
 

@@ -1,11 +1,12 @@
-"""Small threaded HTTP listeners: Prometheus ``/metrics`` and the node's health endpoint.
+"""Small threaded HTTP listener for Prometheus ``/metrics``.
 
-The full REST API is the gateway (``gateway/``); until it is mounted, the REST port answers
-``GET /api/v1/health`` from here so load balancers can check the node.
+The REST port runs the gateway (``gateway/``, uvicorn), health checks included.
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,14 +39,39 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    """With an SSL context, the TLS handshake runs in the connection's own thread (with a
+    timeout), so a slow or plaintext client never stalls the accept loop."""
+
+    daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+    handshake_timeout = 10.0
+
+    def finish_request(self, request, client_address):
+        if self.ssl_context is None:
+            return super().finish_request(request, client_address)
+        try:
+            request.settimeout(self.handshake_timeout)
+            conn = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return None  # not TLS, or a failed handshake: drop the connection
+        try:
+            conn.settimeout(None)
+            return super().finish_request(conn, client_address)
+        finally:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+
 class HttpListener:
     def __init__(self, host: str, port: int, routes: dict[str, Callable[[], tuple[int, str, bytes]]],
                  ssl_context=None):
         handler = type("Handler", (_Handler,), {"routes": routes})
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        if ssl_context is not None:
-            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
+        self.server = _Server((host, port), handler)
+        self.server.ssl_context = ssl_context
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"http-{self.port}", daemon=True)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import socket
 import threading
 import time
@@ -13,26 +12,33 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 
 from clients import protocol
 from clients.errors import InvalidRequest, MinioDBError, NotFound
 
+from . import auth
+from .backup import BackupService
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
 from .config import Settings
+from .flightsql.errors import translate as translate_error
 from .flightsql.server import MinioFlightServer
 from .http import HttpListener
 from .ingest import Ingestor, IngestResult
 from .metadata import load_metadata_store
 from .metadata.base import NodeInfo, TableConfig
-from .metrics import Metrics
+from .metrics import HttpMetrics, Metrics
 from .paths import NODE_ID
 from .persist import Flusher, FlushResult
-from .query.engine import QueryEngine, QueryResult, classify
+from .query.engine import QueryEngine, QueryResult
 from .query.resolve import TableResolver
+from .query.runner import QueryRunner
+from .query.system import SystemTables
+from .querylog import QueryLog
+from .result_cache import RedisSharedCache, ResultCache
+from .retention import RetentionSweeper
 from .storage import load_object_store
 from .wal import WriteAheadLog
 
@@ -47,12 +53,11 @@ def package_version() -> str:
 
 
 def _advertise_host(settings: Settings) -> str:
+    """The host peers and clients should dial: the configured one, else this machine's name."""
     if settings.server.advertise_host:
         return settings.server.advertise_host
     host = settings.server.host
-    if host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1" if host != "0.0.0.0" or not os.environ.get("HOSTNAME") else socket.gethostname()
-    return host
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
 
 
 class Node:
@@ -67,7 +72,7 @@ class Node:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self.flight: MinioFlightServer | None = None
-        self.rest: HttpListener | None = None
+        self.rest: Any = None  # gateway.server.GatewayServer
         self.metrics_http: HttpListener | None = None
         self.addresses: dict[str, str] = {}
 
@@ -82,6 +87,8 @@ class Node:
         self.metadata = load_metadata_store(s.metadata_url, settings=s.redis)
         self.metadata.check()
         self.catalog = Catalog(self.metadata)
+        self.backups = BackupService(self.metadata, self.store, retention_days=s.metadata.backup_retention_days,
+                                     node_id=self.node_id, version=self.version)
         self.wal = WriteAheadLog(s.wal_dir, sync=s.wal.sync == "always")
         self.buffers = BufferManager(s.buffer.size, s.buffer.flush_interval, s.buffer.max_bytes)
         self.file_cache = FileCache(self.store, s.cache_dir, s.query.file_cache_bytes)
@@ -89,28 +96,65 @@ class Node:
                                data / "tmp", on_flushed=self._on_flushed)
         self.ingestor = Ingestor(self.node_id, self.catalog, self.store, self.wal, self.buffers,
                                  chunk_bytes=s.wal.chunk_bytes, auto_create=s.tables.auto_create,
-                                 on_appended=self._on_appended, on_dropped=self._on_dropped)
+                                 on_appended=self._on_appended, on_dropped=self._on_dropped,
+                                 retire_objects=self._retire_objects)
         allowed = [str(s.cache_dir)]
         local_root = self.store.local_path("x")
         if local_root is not None or s.object_store_url.startswith("file://"):
             allowed.append(s.object_store_url[len("file://"):])
         (data / "spill").mkdir(exist_ok=True)
         self.engine = QueryEngine(allowed, threads=s.query.threads, memory_limit=s.query.memory_limit,
-                                  batch_rows=s.query.batch_rows, temp_dir=str(data / "spill"))
+                                  batch_rows=s.query.batch_rows, temp_dir=str(data / "spill"),
+                                  max_batch_bytes=s.query.max_batch_bytes)
         self.resolver = TableResolver(self.catalog, self.buffers, self.file_cache, self.engine)
+        self._start_observability()
         self.ingestor.load_tables()
         replayed = self.ingestor.replay(lambda table, table_id: self.metadata.get_watermark(self.node_id, table_id))
         if replayed:
             log.info("replayed %d rows from the WAL", replayed)
         self.flusher.start()
+        self.retention = RetentionSweeper(self.catalog, self.store, s.tables.retention_days,
+                                          on_removed=self._on_dropped)
+        self.retention.start()
         self._start_listeners()
         self._registry_thread = threading.Thread(target=self._heartbeat, name="miniodb-registry", daemon=True)
         self._heartbeat_once()
         self._registry_thread.start()
+        self._backup_thread = threading.Thread(target=self._maintenance, name="miniodb-backup", daemon=True)
+        self._backup_thread.start()
         self.metrics.up.set(1)
         log.info("node %s serving flight=%s rest=%s metrics=%s", self.node_id, self.addresses.get("flight"),
                  self.addresses.get("rest"), self.addresses.get("metrics"))
         return self
+
+    def _start_observability(self) -> None:
+        """API keys, the query log, the result cache, system tables and the query runner."""
+        s = self.settings
+        self.api_keys = auth.ApiKeys(s.server.api_keys) if s.server.auth_enabled else None
+        self.metrics.bind_file_cache(lambda: self.file_cache.hits, lambda: self.file_cache.misses)
+        self.querylog = QueryLog(self.node_id)
+        self.result_cache: ResultCache | None = None
+        if s.query.cache_enabled:
+            shared = None
+            if s.query.cache_distributed:
+                shared = RedisSharedCache.from_metadata_url(s.metadata_url, s.redis)
+                if shared is None:
+                    log.warning("query.cache_distributed needs Redis metadata; the result cache stays local")
+            self.result_cache = ResultCache(s.query.cache_max_bytes, s.query.cache_entry_max_bytes, shared)
+        self.engine.system_tables = SystemTables(self, auth.current_principal, masked=self.api_keys is not None)
+        self.runner = QueryRunner(self.engine, self.resolver, self.catalog, self.buffers, self.querylog,
+                                  self.metrics, self.result_cache, scope=auth.current_scope,
+                                  translate=translate_error)
+
+    def _auth_failed(self) -> None:
+        self.metrics.errors.labels(code="unauthenticated").inc()
+
+    def _ssl_context(self):
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.settings.server.tls_cert_file, self.settings.server.tls_key_file)
+        return ctx
 
     def _start_listeners(self) -> None:
         s = self.settings
@@ -121,21 +165,40 @@ class Node:
         if s.server.tls_enabled:
             certs = [(Path(s.server.tls_cert_file).read_bytes(), Path(s.server.tls_key_file).read_bytes())]
         self.flight = MinioFlightServer(f"{scheme}://{host}:{s.server.grpc_port}", self,
-                                        tls_certificates=certs)
+                                        tls_certificates=certs, auth_handler=auth.HandshakeAcceptor(),
+                                        middleware={"call": auth.CallMiddlewareFactory(
+                                            self.api_keys, on_failure=self._auth_failed)})
         self.addresses["flight"] = f"{scheme}://{adv}:{self.flight.port}"
         http_scheme = "https" if s.server.tls_enabled else "http"
-        self.rest = HttpListener(host, s.server.rest_port, {"/api/v1/health": self._http_health})
-        self.rest.start()
+        self.rest = self._start_gateway(host, adv)
         self.addresses["rest"] = f"{http_scheme}://{adv}:{self.rest.port}"
-        self.metrics_http = HttpListener(host, s.server.metrics_port, {"/metrics": self._http_metrics})
+        self.metrics_http = HttpListener(host, s.server.metrics_port, {"/metrics": self._http_metrics},
+                                         ssl_context=self._ssl_context() if s.server.tls_enabled else None)
         self.metrics_http.start()
-        self.addresses["metrics"] = f"http://{adv}:{self.metrics_http.port}"
+        self.addresses["metrics"] = f"{http_scheme}://{adv}:{self.metrics_http.port}"
         self._flight_thread = threading.Thread(target=self.flight.serve, name="miniodb-flight", daemon=True)
         self._flight_thread.start()
 
-    def _http_health(self) -> tuple[int, str, bytes]:
-        h = self.health()
-        return (200 if h["status"] == "ok" else 503), "application/json", orjson.dumps(h)
+    def _start_gateway(self, host: str, adv: str):
+        """The REST gateway (uvicorn in a thread) on the REST port: a Flight client of this node."""
+        from gateway.app import GatewayConfig, create_app
+        from gateway.server import GatewayServer
+
+        s = self.settings.server
+        if s.tls_enabled:
+            flight_uri, roots = self.addresses["flight"], Path(s.tls_cert_file).read_bytes()
+        else:
+            local = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+            flight_uri, roots = f"grpc://{'[' + local + ']' if ':' in local else local}:{self.flight.port}", None
+        config = GatewayConfig(flight_uri=flight_uri, max_body_bytes=s.max_request_bytes, tls_root_certs=roots,
+                               service_token=s.api_keys[0] if s.auth_enabled and s.api_keys else None)
+        level = "info" if s.log_level.upper() == "DEBUG" else "warning"
+        app = create_app(config)
+        wrapped = app if self.api_keys is None else auth.RestAuth(app, self.api_keys, on_failure=self._auth_failed)
+        wrapped = HttpMetrics(wrapped, self.metrics, [getattr(r, "path", "") for r in app.routes])
+        return GatewayServer(config, host, s.rest_port, log_level=level,
+                             ssl_certfile=s.tls_cert_file if s.tls_enabled else None,
+                             ssl_keyfile=s.tls_key_file if s.tls_enabled else None, app=wrapped).start()
 
     def _http_metrics(self) -> tuple[int, str, bytes]:
         self._refresh_gauges()
@@ -143,9 +206,14 @@ class Node:
 
     def _refresh_gauges(self) -> None:
         self.metrics.wal_bytes.set(self.wal.total_bytes)
+        rows = {}
         for name in self.buffers.names():
             buf = self.buffers.get(name)
-            self.metrics.buffer_rows.labels(table=name).set(buf.rows if buf else 0)
+            rows[name] = buf.rows if buf else 0
+        self.metrics.set_buffer_rows(rows)
+        if self.result_cache is not None:
+            self.metrics.query_cache_bytes.set(self.result_cache.bytes)
+            self.metrics.query_cache_entries.set(len(self.result_cache))
 
     # -- registry ------------------------------------------------------------------------
     def node_info(self) -> NodeInfo:
@@ -156,6 +224,7 @@ class Node:
     def _heartbeat_once(self) -> None:
         try:
             self.metadata.register_node(self.node_info(), ttl=self.settings.metadata.node_ttl)
+            self.metrics.live_nodes.set(len(self.metadata.live_nodes()))
         except MinioDBError as exc:
             log.warning("heartbeat failed: %s", exc)
 
@@ -163,6 +232,41 @@ class Node:
         interval = max(0.5, self.settings.metadata.node_ttl / 3)
         while not self._stopped.wait(interval):
             self._heartbeat_once()
+
+    # -- metadata backups ----------------------------------------------------------------
+    def _maintenance(self) -> None:
+        """Periodic metadata backup (when enabled) and deletion of expired retired objects."""
+        m = self.settings.metadata
+        interval = m.backup_interval if m.backup_enabled else 3600.0
+        while not self._stopped.wait(interval):
+            try:
+                if m.backup_enabled:
+                    age = self.backups.latest_age()
+                    if age is None or age >= 0.9 * m.backup_interval:  # another node may just have done it
+                        self.backups.backup()
+                self.backups.purge_trash()
+            except MinioDBError as exc:
+                log.warning("metadata backup failed: %s", exc)
+
+    def _retire_objects(self, name: str, keys: list[str]) -> None:
+        try:
+            self.backups.retire(name, keys)
+        except MinioDBError as exc:  # the table is dropped; an orphan object costs space only
+            log.warning("objects of dropped table %s not deleted: %s", name, exc)
+
+    def _after_restore(self) -> None:
+        """Cached manifests and the live-table map must follow the restored metadata."""
+        self.catalog.invalidate_all()
+        self.ingestor.reload_tables()
+        if self.result_cache is not None:
+            self.result_cache.clear()  # not needed for exactness (versions only move forward): memory
+
+    def _restore(self, body: dict) -> dict:
+        for flag in ("from_latest", "dry_run"):
+            if not isinstance(body.get(flag, False), bool):
+                raise InvalidRequest(f"{flag} must be true or false")
+        return self.backups.restore(from_latest=body.get("from_latest", False), backup_file=body.get("backup_file"),
+                                    dry_run=body.get("dry_run", False), on_restored=self._after_restore)
 
     # -- callbacks -----------------------------------------------------------------------
     def _on_appended(self, name: str) -> None:
@@ -178,15 +282,8 @@ class Node:
 
     # -- API used by the Flight server ---------------------------------------------------
     def query(self, sql: str, params: Any = None) -> QueryResult:
-        started = time.perf_counter()
-        kind, _ = classify(sql)
-        try:
-            result = self.engine.execute(sql, params, self.resolver, kind=kind)
-        except MinioDBError as exc:
-            self.metrics.errors.labels(code=exc.code).inc()
-            raise
-        self.metrics.query_duration.labels(kind=kind.lower()).observe(time.perf_counter() - started)
-        return result
+        """Run a SELECT: result cache, query log, metrics and statistics (query/runner.py)."""
+        return self.runner.run(sql, params)
 
     def ingest(self, table: str, batches, schema: pa.Schema, mode: str, batch_id: str = "") -> IngestResult:
         try:
@@ -197,6 +294,29 @@ class Node:
         self.metrics.ingest_rows.labels(table=result.table).inc(result.rows)
         self.metrics.ingest_bytes.labels(table=result.table).inc(result.bytes)
         return result
+
+    def execute_update(self, sql: str, params: pa.Table | None = None) -> int:
+        """Run DDL/DML (CREATE/DROP TABLE, INSERT) once per parameter row; rows affected."""
+        from .flightsql.dml import UpdateExecutor
+
+        try:
+            return UpdateExecutor(self).execute(sql, params)
+        except MinioDBError as exc:
+            self.metrics.errors.labels(code=exc.code).inc()
+            raise
+
+    def query_schema(self, sql: str, params: Any = None) -> pa.Schema:
+        """Result schema of a query without reading data: its tables bind empty."""
+        result = self.engine.execute(sql, params, lambda name, sets: self.resolver(
+            name, sets, files=(), include_buffer=False), schema_only=True)
+        try:
+            return result.schema
+        finally:
+            result.close()
+
+    def sql_tables(self) -> list[tuple[str, str, str, pa.Schema]]:
+        """(db_schema, name, table type, Arrow schema) of every table SQL can read (GetTables)."""
+        return [("main", t.name, "TABLE", t.schema) for t in self.catalog.list()]
 
     def flush(self, table: str | None = None) -> list[FlushResult]:
         if table is not None:
@@ -258,6 +378,7 @@ class Node:
             "buffers": buffers,
             "wal_bytes": self.wal.total_bytes,
             "file_cache": self.file_cache.stats(),
+            "query_cache": self.result_cache.stats() if self.result_cache is not None else {"enabled": False},
             "flush_errors": dict(self.flusher.last_error),
             "nodes": nodes,
             "storage": self.store.url if not self.store.url.startswith("s3") else self.store.url.split("@")[-1],
@@ -285,6 +406,12 @@ class Node:
         if name == protocol.ACTION_DROP_TABLE:
             dropped = self.ingestor.drop_table(_required(body, "name"), if_exists=bool(body.get("if_exists")))
             return {"dropped": dropped}
+        if name == protocol.ACTION_BACKUP_METADATA:
+            return self.backups.backup()
+        if name == protocol.ACTION_LIST_BACKUPS:
+            return {"backups": self.backups.list(body.get("days"))}
+        if name == protocol.ACTION_RESTORE_METADATA:
+            return self._restore(body)
         raise NotFound(f"action {name!r} is not available on this node")
 
     def _create_table(self, body: dict) -> dict:
@@ -312,6 +439,7 @@ class Node:
         for listener in (self.rest, self.metrics_http):
             if listener is not None:
                 listener.stop()
+        self.retention.stop()
         self.flusher.stop()
         try:
             self.flusher.flush_all()
@@ -322,6 +450,8 @@ class Node:
         except MinioDBError:
             pass
         self.resolver.close()
+        if self.result_cache is not None:
+            self.result_cache.close()
         self.engine.close()
         self.metadata.close()
         self.store.close()
@@ -356,7 +486,7 @@ def schema_from_json(spec: Any) -> pa.Schema:
 
         try:
             return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(spec)))
-        except (ValueError, pa.ArrowInvalid) as exc:
+        except (ValueError, OSError, pa.ArrowException) as exc:  # garbage bytes: OSError "Invalid IPC stream"
             raise InvalidRequest("schema: not a base64 Arrow IPC schema") from exc
     if not isinstance(spec, list) or not spec:
         raise InvalidRequest("schema must be a non-empty list of {name, type} objects")

@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.s3",
+    "tests.fixtures.redis",
     "tests.fixtures.node",
 ]

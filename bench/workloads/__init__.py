@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import export, ingest, latency, memory, query, rest
+from . import export, ingest, latency, memory, query, rest, security
 
 WORKLOADS: dict[str, Callable] = {
     "ingest": ingest.run,
@@ -15,5 +15,7 @@ WORKLOADS: dict[str, Callable] = {
     "latency": latency.run,
     "rest": rest.run,
     "memory": memory.run,
+    "security": security.run,  # auth/TLS off vs on (four nodes of its own); not in "all"
+    "cache": security.run_cache,  # result cache hits, in the node and through ADBC; not in "all"
 }
 ALL = ("ingest", "export", "query", "latency", "rest", "memory")
