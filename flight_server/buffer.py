@@ -93,6 +93,7 @@ class BufferManager:
         self.changed = threading.Condition(self._lock)  # notified on append and after flushes
         self._limits: dict[str, tuple[int, float]] = {}
         self._commit_locks: dict[str, threading.Lock] = {}
+        self._streams: dict[str, int] = {}  # table -> DoPut streams writing into it now
 
     def commit_lock(self, name: str) -> threading.Lock:
         """Held while a flush swaps rows from the buffer to the manifest, and while a query
@@ -158,18 +159,26 @@ class BufferManager:
             return sum(b.nbytes for b in self._buffers.values())
 
     def due(self) -> list[str]:
-        """Tables whose pending rows reached their size limit or age limit."""
+        """Tables whose pending rows reached their size limit or age limit.
+
+        While a DoPut stream is writing into a table, its size and age limits wait for the
+        stream to end (a burst is acknowledged at WAL speed, not at Parquet-encoding speed);
+        the byte limit does not wait, so memory stays bounded during long streams.
+        """
         now = self._clock()
         out = []
         with self._lock:
             for name, buf in self._buffers.items():
                 if not buf.entries:
                     continue
+                if buf.pending_bytes >= self.max_bytes:
+                    out.append(name)
+                    continue
+                if self._streams.get(name):
+                    continue
                 rows, interval = self.limits(name)
                 oldest = buf.oldest()
-                if buf.pending_rows >= rows or buf.pending_bytes >= self.max_bytes or (
-                    oldest is not None and now - oldest >= interval
-                ):
+                if buf.pending_rows >= rows or (oldest is not None and now - oldest >= interval):
                     out.append(name)
         return out
 
@@ -177,10 +186,21 @@ class BufferManager:
         """Backpressure: too much unflushed data in one table (the flusher is behind)."""
         with self._lock:
             buf = self._buffers.get(name)
-            if buf is None:
-                return False
-            rows, _ = self.limits(name)
-            return buf.rows >= 4 * rows or buf.nbytes >= 3 * self.max_bytes
+            return buf is not None and buf.nbytes >= 2 * self.max_bytes
+
+    # -- streams -----------------------------------------------------------------------
+    def stream_started(self, name: str) -> None:
+        with self._lock:
+            self._streams[name] = self._streams.get(name, 0) + 1
+
+    def stream_finished(self, name: str) -> None:
+        with self._lock:
+            n = self._streams.get(name, 0) - 1
+            if n > 0:
+                self._streams[name] = n
+            else:
+                self._streams.pop(name, None)
+            self.changed.notify_all()
 
     def wait_capacity(self, name: str, timeout: float) -> bool:
         with self._lock:

@@ -170,6 +170,7 @@ class Ingestor:
         writer = None
         pending: list[pa.RecordBatch] = []
         size = 0
+        self.buffers.stream_started(info.name)
         try:
             for batch in batches:
                 if batch.num_rows == 0:
@@ -193,6 +194,8 @@ class Ingestor:
             raise
         finally:
             committer.shutdown(wait=True)
+            self.buffers.stream_finished(info.name)
+            self.on_appended(info.name)
         rows = nbytes = 0
         for f in futures:
             done = f.result()  # the first failed write or chunk raises here

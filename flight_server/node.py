@@ -286,6 +286,7 @@ class Node:
         return self.runner.run(sql, params)
 
     def ingest(self, table: str, batches, schema: pa.Schema, mode: str, batch_id: str = "") -> IngestResult:
+        started = time.perf_counter()
         try:
             result = self.ingestor.ingest(table, batches, schema, mode, batch_id)
         except MinioDBError as exc:
@@ -293,6 +294,8 @@ class Node:
             raise
         self.metrics.ingest_rows.labels(table=result.table).inc(result.rows)
         self.metrics.ingest_bytes.labels(table=result.table).inc(result.bytes)
+        log.debug("ingest %s: %d rows, %d bytes in %.1f ms", result.table, result.rows, result.bytes,
+                  (time.perf_counter() - started) * 1000)
         return result
 
     def execute_update(self, sql: str, params: pa.Table | None = None) -> int:
