@@ -21,7 +21,8 @@ TITLE = "small query latency (SELECT count(*))"
 WARMUP = 20
 
 
-def _calls(conn, sql: str, n: int) -> list[float]:
+def timed_calls(conn, sql: str, n: int) -> list[float]:
+    """Seconds per ``execute`` + ``fetch_arrow_table`` of ``sql``, ``n`` times on one cursor."""
     out = []
     with conn.cursor() as cur:
         for _ in range(n):
@@ -61,12 +62,12 @@ def run(b: Bench) -> None:
           for key, label, _ in systems}
     try:
         for _key, _label, conn in systems:
-            _calls(conn, sql, WARMUP)
+            timed_calls(conn, sql, WARMUP)
         with b.task("small-query latency", len(systems) * b.opts.repeat * n, "queries") as task:
             for i in range(b.opts.repeat):
                 order = systems[i % len(systems):] + systems[:i % len(systems)]
                 for key, _label, conn in order:
-                    samples = _calls(conn, sql, n)
+                    samples = timed_calls(conn, sql, n)
                     ms[key].latencies.append(samples)
                     ms[key].seconds.append(sum(samples))
                     task.advance(n)

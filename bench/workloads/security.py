@@ -29,6 +29,7 @@ from .. import data
 from ..metrics import HIGHER, LOWER, Measurement, define
 from ..runner import Bench
 from ..services import Service, node_service
+from .latency import timed_calls
 
 define("auth_small_query_p50_vs_off", "x", LOWER,
        "p50 SELECT count(*) small table, ADBC: API keys on (Basic -> bearer token) / off", 1.10, "observability #7")
@@ -120,17 +121,6 @@ class _Variant:
         self.svc.stop()
 
 
-def _small_calls(conn, sql: str, n: int) -> list[float]:
-    out = []
-    with conn.cursor() as cur:
-        for _ in range(n):
-            started = time.perf_counter()
-            cur.execute(sql)
-            cur.fetch_arrow_table()
-            out.append(time.perf_counter() - started)
-    return out
-
-
 def _export(conn, sql: str) -> tuple[float, int]:
     started = time.perf_counter()
     with conn.cursor() as cur:
@@ -197,7 +187,7 @@ def run(b: Bench) -> None:
             return time.perf_counter() - started
 
         for v in variants:  # warm-up: connections, handshakes, file cache
-            _small_calls(v.adbc(), small_sql, WARMUP)
+            timed_calls(v.adbc(), small_sql, WARMUP)
             _export(v.adbc(), export_sql)
         for k in raw:
             raw_get(k)
@@ -205,7 +195,7 @@ def run(b: Bench) -> None:
             for i in range(repeat):
                 order = variants[i % len(variants):] + variants[:i % len(variants)]
                 for v in order:
-                    samples = _small_calls(v.adbc(), small_sql, n)
+                    samples = timed_calls(v.adbc(), small_sql, n)
                     lat[v.key].latencies.append(samples)
                     lat[v.key].seconds.append(sum(samples))
                     task.advance(n)
@@ -260,7 +250,7 @@ def run_cache(b: Bench) -> None:
             computed.seconds.append(cold)
             conn = dbapi.connect(svc.ready["flight"], autocommit=True)
             try:
-                _small_calls(conn, sql, WARMUP)
+                timed_calls(conn, sql, WARMUP)
                 with b.task("cache hits", repeat * 2 * n, "queries") as task:
                     for _ in range(repeat):
                         hits = []
@@ -273,7 +263,7 @@ def run_cache(b: Bench) -> None:
                             task.advance()
                         in_node.latencies.append(hits)
                         in_node.seconds.append(sum(hits))
-                        samples = _small_calls(conn, sql, n)
+                        samples = timed_calls(conn, sql, n)
                         e2e.latencies.append(samples)
                         e2e.seconds.append(sum(samples))
                         task.advance(n)

@@ -343,7 +343,7 @@ def test_load_s3_store(moto_server: MotoServer, s3_bucket: str) -> None:
 @pytest.mark.s3
 def test_load_s3s_store_over_tls(tls_moto: MotoServer, s3_bucket: str) -> None:
     assert tls_moto.tls is not None
-    settings = StorageSettings(minio=MinioSettings(ca_file=str(tls_moto.tls[0]), access_key="a", secret_key="b"))
+    settings = StorageSettings(minio=MinioSettings(ca_file=str(tls_moto.ca_file), access_key="a", secret_key="b"))
     store = load_object_store(tls_moto.url_for(s3_bucket), settings)
     assert store.url.startswith("s3s://")
     store.put_bytes("tls/k", b"secure")
@@ -363,30 +363,13 @@ def test_unknown_scheme_and_custom_registration(monkeypatch: pytest.MonkeyPatch,
 
 @pytest.fixture(scope="module")
 def tls_moto(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """A second moto_server speaking HTTPS with a fresh self-signed certificate for 127.0.0.1."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """A second moto_server speaking HTTPS with a certificate for 127.0.0.1 from a test CA."""
+    from tests.fixtures.certs import make_certs
 
     folder = tmp_path_factory.mktemp("moto-tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    server = MotoServer(moto_server.binary, folder, tls=(cert_file, key_file))
+    certs = make_certs(folder / "tls")
+    server = MotoServer(moto_server.binary, folder, tls=(certs.cert_file, certs.key_file))
+    server.ca_file = certs.ca_file
     server.start()
     yield server
     server.stop(keep_data=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import subprocess
@@ -59,31 +57,16 @@ def test_client_dataframes_and_params(server):
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from tests.fixtures.certs import make_certs
 
     folder = tmp_path_factory.mktemp("frames-tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    certs = make_certs(folder / "tls")
+    cert_file, key_file = certs.cert_file, certs.key_file
     node = NodeProcess(folder / "node", env={"MINIODB_SERVER_TLS_ENABLED": "true",
                                              "MINIODB_SERVER_TLS_CERT_FILE": str(cert_file),
                                              "MINIODB_SERVER_TLS_KEY_FILE": str(key_file)}).start()
-    node.client(tls_root_certs=cert_file.read_bytes()).ingest("tls_t", pa.table({"v": [1, 2, 3]}))
-    yield node, cert_file
+    node.client(tls_root_certs=certs.ca_pem).ingest("tls_t", pa.table({"v": [1, 2, 3]}))
+    yield node, certs.ca_file
     node.terminate()
 
 
