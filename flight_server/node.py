@@ -75,6 +75,8 @@ class Node:
         self.rest: Any = None  # gateway.server.GatewayServer
         self.metrics_http: HttpListener | None = None
         self.addresses: dict[str, str] = {}
+        self._schemas: dict[tuple, pa.Schema] = {}  # query_schema cache (see there)
+        self._schemas_lock = threading.Lock()
 
     # -- start ---------------------------------------------------------------------------
     def start(self) -> Node:
@@ -309,13 +311,38 @@ class Node:
             raise
 
     def query_schema(self, sql: str, params: Any = None) -> pa.Schema:
-        """Result schema of a query without reading data: its tables bind empty."""
+        """Result schema of a query without reading data: its tables bind empty.
+
+        Cached by statement and the (table id, schema version) of every table it reads: a
+        schema only changes with them, and clients prepare the same statements again and again.
+        """
+        key = None
+        if params is None:
+            st = self.runner.statement(sql)
+            if st.cacheable and st.digest:
+                versions = []
+                for name in st.tables:
+                    info = self.catalog.find(name)
+                    if info is None:
+                        break
+                    versions.append((info.table_id, info.schema_version))
+                else:
+                    key = (st.digest, tuple(versions))
+                    cached = self._schemas.get(key)
+                    if cached is not None:
+                        return cached
         result = self.engine.execute(sql, params, lambda name, sets: self.resolver(
             name, sets, files=(), include_buffer=False), schema_only=True)
         try:
-            return result.schema
+            schema = result.schema
         finally:
             result.close()
+        if key is not None:
+            with self._schemas_lock:
+                if len(self._schemas) >= 4096:
+                    self._schemas.pop(next(iter(self._schemas)))
+                self._schemas[key] = schema
+        return schema
 
     def sql_tables(self) -> list[tuple[str, str, str, pa.Schema]]:
         """(db_schema, name, table type, Arrow schema) of every table SQL can read (GetTables)."""
