@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from .schema import conform
+from clients.errors import InvalidRequest
+
+from .schema import conform, evolve
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,22 @@ class BufferEntry:
         object.__setattr__(self, "nbytes", self.data.nbytes)
 
 
+def _totals(entries: list[BufferEntry], cached: tuple | None) -> tuple:
+    """``(entries, counted, rows, bytes)``: the sums of ``entries``, carried on from
+    ``cached`` when it is the same list (entry lists only grow by ``append`` or are
+    replaced whole), so the flush policy checked after every ingest stays O(1)."""
+    n = len(entries)
+    if cached is not None and cached[0] is entries and cached[1] <= n:
+        _, start, rows, nbytes = cached
+    else:
+        start, rows, nbytes = 0, 0, 0
+    for i in range(start, n):
+        e = entries[i]
+        rows += e.rows
+        nbytes += e.nbytes
+    return entries, n, rows, nbytes
+
+
 @dataclass
 class TableBuffer:
     name: str
@@ -43,22 +61,34 @@ class TableBuffer:
     flushing: list[BufferEntry] = field(default_factory=list)
     version: int = 0  # bumped on every change; keys the cached snapshot
     _snapshot: tuple[int, pa.Table | None] | None = None
+    _sums: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
+
+    def _sum(self, which: str) -> tuple:
+        entries = self.entries if which == "entries" else self.flushing
+        sums = _totals(entries, self._sums.get(which))
+        self._sums[which] = sums
+        return sums
+
+    def __setattr__(self, key, value) -> None:
+        if key in ("entries", "flushing") and "_sums" in self.__dict__:
+            self._sums.pop(key, None)  # a new list: count it afresh (and let the old one go)
+        object.__setattr__(self, key, value)
 
     @property
     def rows(self) -> int:
-        return sum(e.rows for e in self.entries) + sum(e.rows for e in self.flushing)
+        return self._sum("entries")[2] + self._sum("flushing")[2]
 
     @property
     def pending_rows(self) -> int:
-        return sum(e.rows for e in self.entries)
+        return self._sum("entries")[2]
 
     @property
     def nbytes(self) -> int:
-        return sum(e.nbytes for e in self.entries) + sum(e.nbytes for e in self.flushing)
+        return self._sum("entries")[3] + self._sum("flushing")[3]
 
     @property
     def pending_bytes(self) -> int:
-        return sum(e.nbytes for e in self.entries)
+        return self._sum("entries")[3]
 
     def oldest(self) -> float | None:
         return self.entries[0].created_at if self.entries else None
@@ -72,6 +102,17 @@ class TableBuffer:
         table = pa.concat_tables(parts) if parts else None
         self._snapshot = (self.version, table)
         return table
+
+
+def _widest(current: pa.Schema, incoming: pa.Schema) -> pa.Schema:
+    """The buffer's schema after an append with ``incoming``. A DoPut that resolved the table
+    before a concurrent writer evolved it appends with the older, narrower schema: the buffer
+    keeps the wider one, or the other writer's new columns would be cut off its buffered rows
+    (queries and the flush conform every entry to the buffer's schema)."""
+    try:
+        return evolve(current, incoming)
+    except InvalidRequest:
+        return incoming
 
 
 class BufferManager:
@@ -127,8 +168,10 @@ class BufferManager:
                 buf = TableBuffer(name, table_id, schema)
                 self._buffers[name] = buf
             elif not buf.schema.equals(schema):
-                buf.schema = schema
-                buf.version += 1
+                wider = _widest(buf.schema, schema)
+                if wider is not buf.schema:
+                    buf.schema = wider
+                    buf.version += 1
             return buf
 
     def append(self, name: str, table_id: str, schema: pa.Schema, entry: BufferEntry) -> TableBuffer:

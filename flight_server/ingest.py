@@ -124,6 +124,13 @@ class Ingestor:
         if mode not in MODES:
             raise InvalidRequest(f"unknown ingest mode {mode!r}; use one of {', '.join(MODES)}")
         check_table_name(name)
+        if mode in ("append", "create_append"):
+            with self._ddl_lock(name):
+                info = self.catalog.find(name)
+                if info is not None and schema.equals(info.schema):
+                    # the table's own schema (the common case): valid as it is, nothing to evolve
+                    self._activate(info)
+                    return info
         incoming = normalize_schema(schema)
         with self._ddl_lock(name):
             info = self.catalog.find(name)
@@ -164,36 +171,55 @@ class Ingestor:
         target = self._current_schema(info)
         # Batches stream into the open WAL segment on a writer thread as they arrive (so disk
         # writes overlap the network); a full chunk is made durable (fsync) and handed to the
-        # buffer on that same thread, in order, while the next chunk arrives.
-        committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miniodb-wal")
+        # buffer on that same thread, in order, while the next chunk arrives. The thread is
+        # started with the second batch: a one-batch stream (the common small DoPut) writes and
+        # commits on the calling thread, with no thread start and no hand-off.
+        committer: ThreadPoolExecutor | None = None
         futures: list[Future] = []
+
+        def submit(fn, *args) -> None:
+            if committer is not None:
+                futures.append(committer.submit(fn, *args))
+                return
+            done: Future = Future()
+            try:
+                done.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - raised below, as from the writer thread
+                done.set_exception(exc)
+            futures.append(done)
+
         writer = None
         pending: list[pa.RecordBatch] = []
         size = 0
+        seen = 0
         self.buffers.stream_started(info.name)
         try:
             for batch in batches:
                 if batch.num_rows == 0:
                     continue
+                seen += 1
+                if seen == 2:
+                    committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miniodb-wal")
                 batch = conform_batch(batch, target)
                 if writer is None:
                     self._wait_for_capacity(info.name)
                     writer = self.wal.open_segment(info.name, info.table_id, target, batch_id)
-                futures.append(committer.submit(writer.write, batch))
+                submit(writer.write, batch)
                 pending.append(batch)
                 size += batch.nbytes
                 if size >= self.chunk_bytes:
-                    futures.append(committer.submit(self._commit_chunk, info, writer, pending, target, batch_id))
+                    submit(self._commit_chunk, info, writer, pending, target, batch_id)
                     writer, pending, size = None, [], 0
             if writer is not None:
-                futures.append(committer.submit(self._commit_chunk, info, writer, pending, target, batch_id))
+                submit(self._commit_chunk, info, writer, pending, target, batch_id)
                 writer = None
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
         finally:
-            committer.shutdown(wait=True)
+            if committer is not None:
+                committer.shutdown(wait=True)
             self.buffers.stream_finished(info.name)
             self.on_appended(info.name)
         rows = nbytes = 0

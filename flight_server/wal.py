@@ -35,6 +35,7 @@ _FLOOR = "seq.floor"
 META_TABLE = b"miniodb.table"
 META_TABLE_ID = b"miniodb.table_id"
 META_BATCH_ID = b"miniodb.batch_id"
+EARLY_SYNC_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,16 @@ class SegmentWriter:
         self._sink = pa.OSFile(str(self.tmp), "wb")
         self._writer = pa.ipc.new_stream(self._sink, schema.with_metadata(meta))
         self.rows = 0
+        self._unsynced = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch)
         self.rows += batch.num_rows
+        self._unsynced += batch.nbytes
+        if self.wal.sync and self._unsynced >= EARLY_SYNC_BYTES:
+            # write back while the stream goes on, so the final fsync only has the tail left
+            os.fdatasync(self._sink.fileno())
+            self._unsynced = 0
 
     def sync(self) -> None:
         """Finish the stream and make its bytes durable (still invisible to replay)."""

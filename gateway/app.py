@@ -432,8 +432,7 @@ def _table_json(info: dict) -> dict:
 
 def _write(client: Client, raw: bytes, batch_id: str | None) -> tuple[str, int]:
     """Parse, convert and ingest one write body (runs in a worker thread)."""
-    table, records = convert.split_write_body(convert.parse_json(raw))
-    data = convert.records_to_arrow(records)
+    table, data = convert.write_body_to_arrow(raw)
     rows = client.ingest(table, data, mode="create_append", batch_id=batch_id or None)
     return table, rows
 

@@ -21,11 +21,21 @@ A write body is ``{table, id?, timestamp?, payload}`` (one record) or
 
 Everything here works one column at a time: one list comprehension per key to gather its
 values, one ``set(map(type, ...))`` to check their JSON types, one ``pa.array`` to convert.
+
+Fast path (:func:`write_body_to_arrow`): a batch body of flat records is parsed by Arrow's
+JSON reader in C++ (without the GIL, so the gateway's threads convert in parallel) straight
+into columns. It accepts only what it converts exactly as the path above would (same
+columns, order, types and values); anything else (nested payload values, timestamp-looking
+strings, NaN/Infinity literals, ambiguous key order, any error) takes the path above, which
+gives the answer or the precise 400. A body nested deeper than that shape never reaches
+Arrow's reader, whose inference recurses once per level (a hostile body would exhaust the
+stack and take the process down): :func:`_shallow` checks the depth first.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -33,6 +43,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from clients.errors import InvalidRequest
 
@@ -77,6 +88,173 @@ def split_write_body(body: Any) -> tuple[str, list]:
         raise InvalidRequest("'payload' is required (or 'records' for a batch)")
     record = {k: v for k, v in body.items() if k != "table"}
     return table, [record]
+
+
+def write_body_to_arrow(raw: bytes, now_us: int | None = None) -> tuple[str, pa.Table]:
+    """``(table, Arrow table)`` of a write body (single record or batch); bad input raises
+    ``InvalidRequest``. Large batch bodies take the fast path (module docstring)."""
+    if len(raw) >= FAST_PATH_MIN_BYTES:
+        fast = _fast_batch(raw, now_us)
+        if fast is not None:
+            return fast
+    table, records = split_write_body(parse_json(raw))
+    return table, records_to_arrow(records, now_us)
+
+
+FAST_PATH_MIN_BYTES = 4096  # below this, orjson + columns is as fast as the JSON reader
+_BOM = b"\xef\xbb\xbf"
+_FIRST_TIMESTAMP = re.compile(rb'"timestamp"\s*:\s*"')
+_TS_AS_STRING = pa.schema([pa.field("records", pa.list_(pa.struct([pa.field("timestamp", pa.string())])))])
+_FAST_TYPES = frozenset({pa.bool_(), pa.int64(), pa.float64(), pa.string()})
+_INT64_LIMIT = 2.0**63
+FAST_PATH_MAX_BYTES = 16 * 1024 * 1024
+_FAST_DEPTH = 4  # {body: [records: {record: {payload: scalars
+_STRUCTURE = bytes(c for c in range(256) if c not in b'{}[]"')  # bytes to drop when measuring depth
+_LISTS_AS_OBJECTS = bytes.maketrans(b"[]", b"{}")
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def _shallow(raw: bytes, limit: int) -> bool:
+    """Whether ``raw`` is balanced JSON structure nested at most ``limit`` deep, brackets inside
+    strings not counted. Bytes operations only (C loops, no per-byte Python): escaped
+    backslashes and quotes are dropped, then everything but brackets and quotes; adjacent
+    quotes go in pairs (which never changes whether a bracket is inside a string), strings
+    still holding brackets go whole, and each pass over ``{}`` removes one level."""
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = raw.translate(None, _STRUCTURE).replace(b'""', b"")
+    if b'"' in skeleton:
+        skeleton = _STRING.sub(b"", skeleton)
+        if b'"' in skeleton:
+            return False
+    skeleton = skeleton.translate(_LISTS_AS_OBJECTS)
+    for _ in range(limit):
+        skeleton = skeleton.replace(b"{}", b"")
+        if not skeleton:
+            return True
+    return False
+
+
+def _fast_batch(raw: bytes, now_us: int | None) -> tuple[str, pa.Table] | None:
+    """The fast path; None when the body needs the orjson path (see the module docstring)."""
+    if raw.startswith(_BOM) or len(raw) > FAST_PATH_MAX_BYTES:
+        return None  # orjson refuses a BOM; Arrow skips it
+    if not _shallow(raw, _FAST_DEPTH):
+        return None  # nested payload values, or a hostile body (Arrow's reader recurses on depth)
+    if not raw.isascii():
+        try:
+            raw.decode()  # Arrow does not validate UTF-8; orjson does (400 on bad bytes)
+        except UnicodeDecodeError:
+            return None
+    # Arrow infers timestamp[s] from ISO 8601 strings: read the record timestamps as text
+    # (when the body sends strings there) so they are parsed by the same rule as below
+    schema = _TS_AS_STRING if _FIRST_TIMESTAMP.search(raw) else None
+    try:
+        parsed = pajson.read_json(
+            pa.py_buffer(raw),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(raw) + 64),
+            parse_options=pajson.ParseOptions(explicit_schema=schema,
+                                              newlines_in_values=b"\n" in raw or b"\r" in raw))
+    except (pa.ArrowException, ValueError, OverflowError):
+        return None
+    if parsed.num_rows != 1 or sorted(parsed.column_names) != ["records", "table"]:
+        return None
+    name = parsed.column("table")
+    records = parsed.column("records")
+    if (name.type != pa.string() or name.null_count or records.null_count or records.num_chunks != 1
+            or not pa.types.is_list(records.type) or not pa.types.is_struct(records.type.value_type)):
+        return None
+    table = name[0].as_py()
+    items = records.chunk(0).flatten()
+    n = len(items)
+    if not table or n == 0 or items.null_count:
+        return None
+    fields = {f.name: i for i, f in enumerate(items.type)}
+    if "payload" not in fields or not set(fields) <= RECORD_KEYS:
+        return None
+    columns = items.flatten()
+    payload = columns[fields["payload"]]
+    if not pa.types.is_struct(payload.type) or payload.null_count:
+        return None
+    ids = _fast_ids(columns[fields["id"]] if "id" in fields else None, n)
+    stamps = _fast_timestamps(columns[fields["timestamp"]] if "timestamp" in fields else None, n, now_us)
+    keys = _fast_payload_keys(payload)
+    if ids is None or stamps is None or keys is None:
+        return None
+    names, arrays = ["id", "timestamp"], [ids, stamps]
+    for col, arr in zip(keys, payload.flatten(), strict=True):
+        if arr.type == pa.null():
+            continue  # all null: left out, as in records_to_arrow
+        if arr.type not in _FAST_TYPES or (arr.type == pa.float64() and not _plain_floats(arr)):
+            return None
+        names.append(col)
+        arrays.append(arr)
+    return table, pa.Table.from_arrays(arrays, names=names)
+
+
+def _fast_payload_keys(payload: pa.StructArray) -> list[str] | None:
+    """Column names in records_to_arrow's order, or None when that order is not certain.
+
+    Arrow orders the struct's fields by first appearance, so the first record's keys come
+    first. Those with a value in row 0 are certainly the first record's; a key null in row 0
+    may be the first record's (explicit null) or a later one: when the keys after the last
+    one valid in row 0 are already sorted, both readings give the same order."""
+    keys = [f.name for f in payload.type]
+    last_valid = -1
+    for i, child in enumerate(payload.flatten()):
+        if child[0].is_valid:
+            last_valid = i
+    tail = keys[last_valid + 1:]
+    if tail != sorted(tail):
+        return None
+    out = []
+    seen = {"id", "timestamp"}
+    for key in keys:
+        col = RENAME_PREFIX + key if key.lower() in RESERVED else key
+        if not key or col.lower() in seen:
+            return None  # the orjson path names the problem
+        seen.add(col.lower())
+        out.append(col)
+    return out
+
+
+def _plain_floats(arr: pa.Array) -> bool:
+    """Finite (JSON has no NaN/Infinity; Arrow's reader takes them) and not an integer that
+    overflowed int64 (the orjson path refuses those in an integer column)."""
+    if arr.null_count == len(arr):
+        return True
+    if not pc.all(pc.is_finite(arr)).as_py():
+        return False
+    return pc.max(pc.abs(arr)).as_py() < _INT64_LIMIT
+
+
+def _fast_ids(arr: pa.Array | None, n: int) -> pa.Array | None:
+    if arr is None or arr.type == pa.null():
+        return _generated_ids(n)
+    if arr.type == pa.int64():
+        arr = pc.cast(arr, pa.string())
+    elif arr.type != pa.string():
+        return None
+    if arr.null_count:
+        arr = pc.coalesce(arr, _generated_ids(n))
+    return arr
+
+
+def _fast_timestamps(arr: pa.Array | None, n: int, now_us: int | None) -> pa.Array | None:
+    now = time.time_ns() // 1000 if now_us is None else now_us
+    if arr is None or arr.type == pa.null():
+        return pa.array([now] * n, pa.int64()).cast(TIMESTAMP_TYPE)
+    if arr.type == pa.string():
+        out = _parse_rfc3339(arr)
+    elif arr.type == pa.int64() or (arr.type == pa.float64() and _plain_floats(arr)):
+        out = _epoch_ms_array(arr)
+    else:
+        return None
+    if out is None:
+        return None
+    if out.null_count:
+        out = pc.fill_null(out, pa.scalar(now, pa.int64()).cast(TIMESTAMP_TYPE))
+    return out
 
 
 def _names(keys) -> str:
@@ -249,6 +427,10 @@ def _from_epoch_ms(values: list) -> pa.Array | None:
         ms = pa.array(values, pa.float64()) if float in set(map(type, values)) else _int64_array(values)
     except (OverflowError, pa.ArrowInvalid):
         return None
+    return _epoch_ms_array(ms)
+
+
+def _epoch_ms_array(ms: pa.Array) -> pa.Array | None:
     lo, hi = pc.min_max(ms).values()
     if lo.is_valid and (lo.as_py() < _MIN_MS or hi.as_py() > _MAX_MS):
         return None
