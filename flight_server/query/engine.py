@@ -221,11 +221,9 @@ class QueryEngine:
         self._db.execute(f"SET allowed_directories=[{', '.join(_lit(d) for d in dirs)}]")
         self._db.execute("SET enable_external_access=false")
         self._db.execute("SET TimeZone='UTC'")
-        # Objects are immutable (a key is never rewritten), so Parquet footers can be cached
-        # and local file blocks reused across queries without revalidation.
+        # Objects are immutable (a key is never rewritten), so Parquet footers can be cached.
+        # (File blocks are left to the OS page cache: DuckDB's own block cache grows the RSS.)
         self._db.execute("SET parquet_metadata_cache=true")
-        self._db.execute("SET cache_local_files=true")
-        self._db.execute("SET validate_external_file_cache='NO_VALIDATION'")
         self._db.execute("SET lock_configuration=true")
         self._types_cache: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self._analysis_cache: dict[str, Analysis] = {}  # json_serialize_sql walk, by SQL text
