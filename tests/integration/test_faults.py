@@ -20,33 +20,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from clients import errors
+from tests.fixtures.helpers import rows, wait_until
 from tests.fixtures.redis import server_mode_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3]
 
 REPO = Path(__file__).resolve().parents[2]
 OUTAGE_SECONDS = 20.0
-
-
-def wait_until(fn, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except errors.MinioDBError as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
-
-
-def rows(start: int, count: int) -> pa.Table:
-    ids = pa.array(range(start, start + count), pa.int64())
-    ts = pa.array([1_700_000_000_000_000 + i * 1_000_000 for i in range(start, start + count)],
-                  pa.timestamp("us", tz="UTC"))
-    return pa.table({"id": ids, "ts": ts, "v": pa.array([float(i) for i in range(start, start + count)])})
 
 
 class Writer:

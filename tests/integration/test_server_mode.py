@@ -7,36 +7,17 @@ periodic metadata backups, and clear startup errors when a backend is unreachabl
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
+from tests.fixtures.helpers import rows, wait_until
 from tests.fixtures.redis import server_mode_env
 from tests.fixtures.services import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_until(fn, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
-
-
-def rows(start: int, count: int) -> pa.Table:
-    ids = pa.array(range(start, start + count), pa.int64())
-    ts = pa.array([1_700_000_000_000_000 + i * 1_000_000 for i in range(start, start + count)],
-                  pa.timestamp("us", tz="UTC"))
-    return pa.table({"id": ids, "ts": ts, "v": pa.array([i * 0.5 for i in range(start, start + count)])})
 
 
 def node_ids(client) -> set[str]:
@@ -49,7 +30,7 @@ def test_two_nodes_share_one_redis_and_one_bucket(node_factory, redis_server, re
     a = node_factory(env={**env, "MINIODB_SERVER_NODE_ID": "node-a"}, name="a")
     b = node_factory(env={**env, "MINIODB_SERVER_NODE_ID": "node-b"}, name="b")
     with a.client() as ca, b.client() as cb:
-        assert ca.ingest("trips", rows(0, 5000)) == 5000
+        assert ca.ingest("trips", rows(0, 5000, v_scale=0.5)) == 5000
         flushed = ca.flush()
         assert flushed["rows"] == 5000 and flushed["files"] >= 1
         sql = "SELECT count(*) AS n, sum(id) AS s, min(ts) AS lo, max(v) AS hi FROM trips"
@@ -58,7 +39,7 @@ def test_two_nodes_share_one_redis_and_one_bucket(node_factory, redis_server, re
         assert cb.query(sql).to_pylist() == expected  # flushed through A, answered by B
         assert [t["name"] for t in cb.tables()] == ["trips"]
         # the other way round, and a filter that prunes files
-        assert cb.ingest("trips", rows(5000, 1000)) == 1000
+        assert cb.ingest("trips", rows(5000, 1000, v_scale=0.5)) == 1000
         cb.flush()
         assert ca.query("SELECT count(*) AS n FROM trips WHERE id >= 5000").to_pylist() == [{"n": 1000}]
         # both nodes appear in each other's status, with their Flight address
@@ -88,7 +69,7 @@ def test_serve_with_the_sample_config_and_env_overrides(node_factory, redis_serv
         assert st["metadata"] == f"redis://127.0.0.1:{redis_server.port}/0"
         assert st["storage"] == f"s3://{moto_server.endpoint}/{s3_bucket}"
         assert st["node"]["node_id"] == "sample-node"
-        c.ingest("small", rows(0, 20))
+        c.ingest("small", rows(0, 20, v_scale=0.5))
         assert c.describe("small")["config"]["buffer_size"] == 7  # the env value, not the file's
         # 20 rows > buffer size 7: the node flushes on its own
         wait_until(lambda: c.describe("small")["stats"]["rows"] == 20, what="automatic flush")
@@ -99,7 +80,7 @@ def test_periodic_metadata_backups(node_factory, redis_server, redis_prefix, mot
                           METADATA_BACKUP_INTERVAL="1", SERVER_NODE_ID="backup-node")
     n = node_factory(env=env, name="backups")
     with n.client() as c:
-        c.ingest("t", rows(0, 10))
+        c.ingest("t", rows(0, 10, v_scale=0.5))
         c.flush()
         backups = wait_until(lambda: c.action("list_backups")["backups"], timeout=20, what="a periodic backup")
         assert backups[0]["backup_file"].startswith("backup_") and backups[0]["backup_file"].endswith(".json")
