@@ -154,17 +154,8 @@ class PreparedStatement:
 
     def bind(self, params: Any) -> None:
         table = to_params(params)
-        c = self._client
         desc = _command(sql_pb2.CommandPreparedStatementQuery(prepared_statement_handle=self.handle))
-        writer, reader = c._call(c._client.do_put, desc, table.schema, c._options())
-        try:
-            writer.write_table(table)
-            writer.done_writing()
-            meta = reader.read()
-        except (flight.FlightError, pa.ArrowException) as exc:
-            _close_quietly(writer)
-            raise translate(exc) from None
-        c._call(writer.close)
+        meta = self._client._put(desc, table.schema, [table])
         if meta is not None and len(meta):
             result = protocol.decode(sql_pb2.DoPutPreparedStatementResult, meta)
             if result.HasField("prepared_statement_handle"):
@@ -349,19 +340,30 @@ class Client:
 
     def _put_update(self, desc: flight.FlightDescriptor, params: pa.Table | None) -> int:
         schema = params.schema if params is not None else pa.schema([])
-        writer, reader = self._call(self._client.do_put, desc, schema, self._options())
+        meta = self._put(desc, schema, [params] if params is not None else [])
+        if meta is None:
+            raise errors.Internal("the node sent no update result")
+        return protocol.decode(sql_pb2.DoPutUpdateResult, meta).record_count
+
+    def _put(self, desc: flight.FlightDescriptor, schema: pa.Schema, data, extra_headers=None,
+             progress: Callable[[int], None] | None = None):
+        """One DoPut: send ``data`` (tables or batches), finish, return the node's metadata reply."""
+        writer, reader = self._call(self._client.do_put, desc, schema, self._options(extra_headers))
         try:
-            if params is not None:
-                writer.write_table(params)
+            for item in data:
+                if isinstance(item, pa.Table):
+                    writer.write_table(item)
+                else:
+                    writer.write_batch(item)
+                if progress:
+                    progress(item.num_rows)
             writer.done_writing()
             meta = reader.read()
         except (flight.FlightError, pa.ArrowException) as exc:
             _close_quietly(writer)
             raise translate(exc) from None
         self._call(writer.close)
-        if meta is None:
-            raise errors.Internal("the node sent no update result")
-        return protocol.decode(sql_pb2.DoPutUpdateResult, meta).record_count
+        return meta
 
     # -- ingest --------------------------------------------------------------------------
     def ingest(self, table: str, data: Any, mode: str = "create_append", batch_id: str | None = None,
@@ -377,21 +379,7 @@ class Client:
             if_not_exist=not_exist, if_exists=exists))
         desc = flight.FlightDescriptor.for_command(protocol.pack(cmd))
         extra = [(protocol.BATCH_ID_HEADER.encode(), batch_id.encode())] if batch_id else []
-        writer, reader = self._call(self._client.do_put, desc, schema, self._options(extra))
-        try:
-            for batch in split_batches(batches):
-                writer.write_batch(batch)
-                if progress:
-                    progress(batch.num_rows)
-            writer.done_writing()
-            meta = reader.read()
-        except (flight.FlightError, pa.ArrowException) as exc:
-            try:
-                writer.close()
-            except (flight.FlightError, pa.ArrowException):
-                pass
-            raise translate(exc) from None
-        self._call(writer.close)
+        meta = self._put(desc, schema, split_batches(batches), extra, progress)
         if meta is None:
             raise errors.Internal("the node sent no acknowledgement")
         return protocol.decode(sql_pb2.DoPutUpdateResult, meta).record_count
