@@ -58,6 +58,15 @@ class Options:
     command: str = ""
 
 
+def adbc_source(schema: pa.Schema, batches):
+    """What to hand ``adbc_ingest``: batches already in memory go as a Table (its C stream is
+    read by the driver in C++, batch for batch, without taking the GIL, as a user with a Table
+    would); a generator goes as a RecordBatchReader (streamed, never materialised)."""
+    if isinstance(batches, list | tuple):
+        return pa.Table.from_batches(batches, schema=schema)
+    return pa.RecordBatchReader.from_batches(schema, iter(batches))
+
+
 class Bench:
     def __init__(self, opts: Options, console: Console | None = None):
         self.opts = opts
@@ -202,8 +211,7 @@ class Bench:
 
     def adbc_ingest(self, table: str, schema: pa.Schema, batches, mode: str = "create_append") -> int:
         with self.adbc().cursor() as cur:
-            reader = pa.RecordBatchReader.from_batches(schema, iter(batches))
-            return cur.adbc_ingest(table, reader, mode=mode)
+            return cur.adbc_ingest(table, adbc_source(schema, batches), mode=mode)
 
     def service(self, name: str, module: str, *extra: str) -> dict:
         """Start a baseline server once; returns its ready info."""

@@ -81,7 +81,10 @@ def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, nod
         sys.exit(2)
     logging.basicConfig(level=settings.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from flight_server import malloc
     from flight_server.node import Node
+
+    malloc.configure()  # this process is a server: keep ingest buffers' memory warm
 
     node = Node(settings)
     try:

@@ -94,6 +94,7 @@ class WalSettings:
     sync: str = "always"  # always | none
     dir: str = ""  # empty: {data_dir}/wal
     chunk_bytes: int = 128 * 1024 * 1024  # a DoPut commits in chunks of this size
+    recycle_bytes: int = 512 * 1024 * 1024  # persisted segment files kept for reuse (0: delete)
 
 
 @dataclass(frozen=True)

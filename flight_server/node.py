@@ -27,6 +27,7 @@ from .flightsql.errors import translate as translate_error
 from .flightsql.server import MinioFlightServer
 from .http import HttpListener
 from .ingest import Ingestor, IngestResult
+from .malloc import IdleTrimmer
 from .metadata import load_metadata_store
 from .metadata.base import NodeInfo, TableConfig
 from .metrics import HttpMetrics, Metrics
@@ -91,7 +92,8 @@ class Node:
         self.catalog = Catalog(self.metadata)
         self.backups = BackupService(self.metadata, self.store, retention_days=s.metadata.backup_retention_days,
                                      node_id=self.node_id, version=self.version)
-        self.wal = WriteAheadLog(s.wal_dir, sync=s.wal.sync == "always")
+        self.wal = WriteAheadLog(s.wal_dir, sync=s.wal.sync == "always",
+                                 recycle_bytes=s.wal.recycle_bytes)
         self.buffers = BufferManager(s.buffer.size, s.buffer.flush_interval, s.buffer.max_bytes)
         self.file_cache = FileCache(self.store, s.cache_dir, s.query.file_cache_bytes)
         self.flusher = Flusher(self.node_id, self.catalog, self.store, self.wal, self.buffers, self.file_cache,
@@ -118,6 +120,8 @@ class Node:
         self.retention = RetentionSweeper(self.catalog, self.store, s.tables.retention_days,
                                           on_removed=self._on_dropped)
         self.retention.start()
+        # memory freed by flushes goes back to the OS once ingest has been quiet a while
+        self.trimmer = IdleTrimmer(lambda: (self.ingestor.bytes_total, self.buffers.total_bytes())).start()
         self._start_listeners()
         self._registry_thread = threading.Thread(target=self._heartbeat, name="miniodb-registry", daemon=True)
         self._heartbeat_once()
@@ -470,6 +474,7 @@ class Node:
             if listener is not None:
                 listener.stop()
         self.retention.stop()
+        self.trimmer.stop()
         self.flusher.stop()
         try:
             self.flusher.flush_all()

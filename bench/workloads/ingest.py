@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import adbc_driver_flightsql.dbapi as dbapi
-import pyarrow as pa
 import pyarrow.flight as flight
 
 from clients import protocol
@@ -15,7 +14,7 @@ from clients.protocol import sql_pb2
 
 from .. import data
 from ..metrics import Measurement
-from ..runner import NARROW, Bench
+from ..runner import NARROW, Bench, adbc_source
 
 TITLE = "ingest narrow table (4 cols)"
 
@@ -62,9 +61,9 @@ def run(b: Bench) -> None:
 
     def run_raw_adbc() -> None:
         with raw_conn.cursor() as cur:
-            reader = pa.RecordBatchReader.from_batches(data.NARROW_SCHEMA, iter(batches))
+            source = adbc_source(data.NARROW_SCHEMA, batches)
             started = time.perf_counter()
-            cur.adbc_ingest(NARROW, reader, mode="create")
+            cur.adbc_ingest(NARROW, source, mode="create")
             raw_adbc.seconds.append(time.perf_counter() - started)
 
     try:
