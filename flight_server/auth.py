@@ -204,8 +204,9 @@ def current_principal() -> str:
 
 
 class CallMiddleware(flight.ServerMiddleware):
-    def __init__(self, scope: CallScope):
+    def __init__(self, scope: CallScope, headers: dict | None = None):
         self.scope = scope
+        self.headers = headers or {}  # the call's request headers (read by flightsql.server.header)
 
     def sending_headers(self):
         """The bearer token (once) and, after a statement ran, its statistics headers.
@@ -254,7 +255,7 @@ class CallMiddlewareFactory(flight.ServerMiddlewareFactory):
             # bearer token in the answer; any value does, it is never checked
             scope.token = ANONYMOUS_TOKEN
         _scopes[threading.get_ident()] = scope
-        return CallMiddleware(scope)
+        return CallMiddleware(scope, headers)
 
 
 class HandshakeAcceptor(flight.ServerAuthHandler):

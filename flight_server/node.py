@@ -109,7 +109,8 @@ class Node:
         (data / "spill").mkdir(exist_ok=True)
         self.engine = QueryEngine(allowed, threads=s.query.threads, memory_limit=s.query.memory_limit,
                                   batch_rows=s.query.batch_rows, temp_dir=str(data / "spill"),
-                                  max_batch_bytes=s.query.max_batch_bytes)
+                                  max_batch_bytes=s.query.max_batch_bytes,
+                                  hot_table_bytes=s.query.hot_table_bytes, hot_cache_bytes=s.query.hot_cache_bytes)
         self.resolver = TableResolver(self.catalog, self.buffers, self.file_cache, self.engine)
         self._start_observability()
         self.ingestor.load_tables()
@@ -281,6 +282,7 @@ class Node:
 
     def _on_dropped(self, name: str, keys: list[str]) -> None:
         self.file_cache.discard(keys)
+        self.engine.hot.forget(name)
 
     def _on_flushed(self, result: FlushResult) -> None:
         self.metrics.flush_duration.observe(result.seconds)

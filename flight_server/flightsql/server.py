@@ -58,6 +58,7 @@ _RPC_NAMES = {"get_flight_info": "GetFlightInfo", "get_schema": "GetSchema", "do
 _EMPTY_SCHEMA = pa.schema([])
 _TXN = "transactions are not supported: every statement commits on its own"
 MAX_STREAM_BATCH_BYTES = 8 * 1024 * 1024  # gRPC clients (ADBC, JDBC) refuse messages over 16 MiB
+PREFETCH_BYTES = 1024 * 1024  # results up to this size are read whole in GetFlightInfo
 
 
 @functools.lru_cache(maxsize=256)
@@ -115,7 +116,9 @@ class HeadersMiddlewareFactory(flight.ServerMiddlewareFactory):
 
 
 def header(context: flight.ServerCallContext, name: str) -> str:
-    mw = context.get_middleware("headers")
+    """A request header of the call: every middleware of this server keeps them as
+    ``.headers`` (one middleware per call, so one Python upcall less per RPC)."""
+    mw = context.get_middleware("call") or context.get_middleware("headers")
     if mw is None:
         return ""
     values = mw.headers.get(name) or mw.headers.get(name.lower()) or []
@@ -124,13 +127,42 @@ def header(context: flight.ServerCallContext, name: str) -> str:
 
 @dataclass
 class Execution:
-    """A query executed for a ticket: the first result, and parameter rows still to run."""
+    """A query executed for a ticket: the first result, and parameter rows still to run.
+
+    :meth:`prefetch` reads the head of the result in GetFlightInfo: a result that ends within
+    the limit (the usual small query) is kept as a table, its cursor goes back to the pool at
+    once, the FlightInfo reports its rows and bytes, and DoGet streams it from C++ without a
+    Python step per batch. A longer result keeps the batches read and streams on from there.
+    """
 
     sql: str
     first: Any  # QueryResult
     rest: list[list] = field(default_factory=list)
+    head: list[pa.RecordBatch] = field(default_factory=list)
+    table: pa.Table | None = None  # the whole result, when prefetch reached its end
+
+    def prefetch(self, limit_bytes: int) -> None:
+        reader = self.first.reader
+        size = 0
+        try:
+            while size <= limit_bytes:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    self.table = pa.Table.from_batches(self.head, schema=reader.schema)
+                    self.head = []
+                    self.first.close()
+                    return
+                self.head.append(batch)
+                size += batch.nbytes
+        except BaseException as exc:
+            self.first.close()
+            if isinstance(exc, Exception):
+                raise stream_error(exc) from None
+            raise
 
     def close(self) -> None:
+        self.head = []
         self.first.close()
 
 
@@ -225,6 +257,17 @@ def stream_result(result: Any, on_done: Callable[[], None] = lambda: None) -> fl
     return _stream(Execution("", result), lambda *_: None, on_done)
 
 
+def _sliced(batch: pa.RecordBatch, max_bytes: int):
+    """``batch``, sliced (zero-copy) under ``max_bytes`` when it is larger."""
+    size = batch.nbytes
+    if size <= max_bytes or batch.num_rows <= 1:
+        yield batch
+        return
+    step = max(1, batch.num_rows * max_bytes // size)
+    for start in range(0, batch.num_rows, step):
+        yield batch.slice(start, step)
+
+
 def _batches_of(reader: pa.RecordBatchReader, max_bytes: int):
     """The reader's batches, a batch over ``max_bytes`` sliced (zero-copy) under it."""
     while True:
@@ -232,13 +275,7 @@ def _batches_of(reader: pa.RecordBatchReader, max_bytes: int):
             batch = reader.read_next_batch()
         except StopIteration:
             return
-        size = batch.nbytes
-        if size <= max_bytes or batch.num_rows <= 1:
-            yield batch
-            continue
-        step = max(1, batch.num_rows * max_bytes // size)
-        for start in range(0, batch.num_rows, step):
-            yield batch.slice(start, step)
+        yield from _sliced(batch, max_bytes)
 
 
 def _stream(execution: Execution, run: Callable[[str, list], Any], on_done: Callable[[], None],
@@ -258,6 +295,10 @@ def _stream(execution: Execution, run: Callable[[str, list], Any], on_done: Call
 
     def gen():
         try:
+            head, execution.head = execution.head, []
+            for batch in head:
+                yield from _sliced(batch, max_bytes)
+            del head
             yield from _batches_of(execution.first.reader, max_bytes)
             execution.first.close()
             for row in execution.rest:
@@ -298,8 +339,9 @@ class MinioFlightServer(flight.FlightServerBase):
     def __init__(self, location: str, node: NodeAPI, middleware: dict | None = None,
                  tls_certificates: list | None = None, **kwargs):
         install_quiet_tracebacks()
-        mw = {"headers": HeadersMiddlewareFactory()}
-        mw.update(middleware or {})
+        mw = dict(middleware or {})
+        if "call" not in mw:  # the node's call middleware keeps the headers itself
+            mw["headers"] = HeadersMiddlewareFactory()
         super().__init__(location, middleware=mw, tls_certificates=tls_certificates or [], **kwargs)
         self.node = node
         self.pending = PendingResults()
@@ -406,12 +448,18 @@ class MinioFlightServer(flight.FlightServerBase):
             return flight.FlightInfo(_EMPTY_SCHEMA, descriptor, [flight.FlightEndpoint(ticket, [])], count, -1)
         rows = param_rows(params) or [None]
         first = self.node.query(sql, rows[0])
-        handle = self.pending.put(Execution(sql, first, rows[1:]))
+        execution = Execution(sql, first, rows[1:])
+        if not execution.rest:
+            execution.prefetch(PREFETCH_BYTES)
+        handle = self.pending.put(execution)
         body: dict[str, Any] = {"h": handle, "q": sql}
         if params is not None and params.num_rows:
             body["p"] = encode_params(params)
         ticket = protocol.pack(sql_pb2.TicketStatementQuery(statement_handle=orjson.dumps(body)))
-        return flight.FlightInfo(first.schema, descriptor, [flight.FlightEndpoint(ticket, [])], -1, -1)
+        table = execution.table
+        return flight.FlightInfo(first.schema, descriptor, [flight.FlightEndpoint(ticket, [])],
+                                 table.num_rows if table is not None else -1,
+                                 table.nbytes if table is not None else -1)
 
     def get_flight_info_statement(self, context, cmd, descriptor):
         _check_txn(cmd)
@@ -441,8 +489,11 @@ class MinioFlightServer(flight.FlightServerBase):
             params = decode_params(body["p"]) if isinstance(body.get("p"), str) else None
             rows = param_rows(params) or [None]
             execution = Execution(body["q"], self.node.query(body["q"], rows[0]), rows[1:])
-        self.pending.running(handle, execution.first)
         add_trailers(context, execution.first)  # x-miniodb-* statistics (rows, bytes, ...) at the end
+        if execution.table is not None:  # complete already: C++ streams it, nothing to interrupt
+            self.pending.finished(handle)
+            return flight.RecordBatchStream(execution.table)
+        self.pending.running(handle, execution.first)
         return _stream(execution, self.node.query, lambda: self.pending.finished(handle),
                        lambda result: self.pending.running(handle, result))
 

@@ -27,6 +27,8 @@ from clients.errors import InvalidRequest, NotFound, Unimplemented
 
 from ..metadata.base import TableInfo
 from .analyze import Analysis, analyze
+from .hot import SCHEMA as HOT_SCHEMA
+from .hot import HotTables
 
 log = logging.getLogger("miniodb.query")
 
@@ -80,6 +82,8 @@ class ResolvedTable:
     files_scanned: int = 0
     bytes_fetched: int = 0
     release: Callable[[], None] = lambda: None
+    file_bytes: int = 0  # size of the selected Parquet objects
+    hot: str | None = None  # the in-memory copy of those files read instead (query/hot.py)
 
 
 @dataclass
@@ -161,7 +165,7 @@ class CursorPool:
              create: Callable[[duckdb.DuckDBPyConnection, str, ResolvedTable], None]) -> None:
         """(Re)create the view of ``rt`` unless this cursor already holds an identical one."""
         buffered = rt.buffer is not None and rt.buffer.num_rows > 0
-        sig = None if buffered else (tuple(rt.paths), tuple(rt.columns), frozenset(rt.file_columns))
+        sig = None if buffered else (tuple(rt.paths), tuple(rt.columns), frozenset(rt.file_columns), rt.hot)
         held = views.get(rt.name.lower())  # DuckDB names are case-insensitive
         if sig is not None and held is not None and held[1] == sig:
             return
@@ -205,7 +209,8 @@ class CursorPool:
 
 class QueryEngine:
     def __init__(self, allowed_dirs: Sequence[str], threads: int = 0, memory_limit: str = "",
-                 batch_rows: int = 65536, temp_dir: str = "", max_batch_bytes: int = BATCH_TARGET_BYTES):
+                 batch_rows: int = 65536, temp_dir: str = "", max_batch_bytes: int = BATCH_TARGET_BYTES,
+                 hot_table_bytes: int = 0, hot_cache_bytes: int = 0):
         self.batch_rows = batch_rows
         self.max_batch_bytes = max_batch_bytes
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
@@ -231,6 +236,7 @@ class QueryEngine:
         self._active: dict[int, duckdb.DuckDBPyConnection] = {}
         self.system_tables: Any = None  # query.system.SystemTables: binds system.* per request
         self._cursors = CursorPool(self._db)
+        self.hot = HotTables(self._db, hot_table_bytes, hot_cache_bytes, self._file_select)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._db.cursor()
@@ -306,6 +312,9 @@ class QueryEngine:
         try:
             if kind == "SELECT":
                 analysis = self.analyze(cur, sql)
+                for schema, name in analysis.qualified:
+                    if schema == HOT_SCHEMA:  # the node's internal copies are not tables of the user
+                        raise NotFound(f"table {schema}.{name!r} not found", detail={"table": name})
                 wanted = set()
                 for key, ref in analysis.tables.items():
                     sets = None if ref.unconstrained else ref.constraint_sets
@@ -313,6 +322,10 @@ class QueryEngine:
                     if rt is None:
                         raise NotFound(f"table {ref.name!r} not found", detail={"table": ref.name})
                     resolved.append(rt)
+                    hot = self.hot.acquire(rt)
+                    if hot is not None:
+                        rt.hot, release_hot, release_files = hot[0], hot[1], rt.release
+                        rt.release = lambda f=release_files, h=release_hot: (f(), h())
                     wanted.add(rt.name.lower())
                     self._cursors.bind(cur, views, key, rt, self._bind)
                 self._cursors.forget(cur, views, keep=wanted)
@@ -341,17 +354,24 @@ class QueryEngine:
         }
         return QueryResult(reader, kind, stats, close, interrupt=interrupt)
 
+    @staticmethod
+    def _file_select(rt: ResolvedTable) -> str:
+        """The table's committed files as one SELECT in its current column types."""
+        cols = ", ".join(
+            f"CAST({_quote(c)} AS {t}) AS {_quote(c)}" if c.lower() in rt.file_columns
+            else f"CAST(NULL AS {t}) AS {_quote(c)}"
+            for c, t in rt.columns
+        )
+        files = ", ".join(_lit(p) for p in rt.paths)
+        union = ", union_by_name=true" if len(rt.paths) > 1 else ""
+        return f"SELECT {cols} FROM read_parquet([{files}]{union})"
+
     def _bind(self, cur: duckdb.DuckDBPyConnection, name: str, rt: ResolvedTable) -> None:
         parts = []
-        if rt.paths:
-            cols = ", ".join(
-                f"CAST({_quote(c)} AS {t}) AS {_quote(c)}" if c.lower() in rt.file_columns
-                else f"CAST(NULL AS {t}) AS {_quote(c)}"
-                for c, t in rt.columns
-            )
-            files = ", ".join(_lit(p) for p in rt.paths)
-            union = ", union_by_name=true" if len(rt.paths) > 1 else ""
-            parts.append(f"SELECT {cols} FROM read_parquet([{files}]{union})")
+        if rt.hot:
+            parts.append(f"SELECT * FROM {rt.hot}")
+        elif rt.paths:
+            parts.append(self._file_select(rt))
         if rt.buffer is not None and rt.buffer.num_rows:
             buf = f"__buf_{name}"
             cur.register(buf, rt.buffer)
@@ -363,5 +383,6 @@ class QueryEngine:
         cur.execute(f"CREATE OR REPLACE TEMP VIEW {_quote(rt.name)} AS {body}")
 
     def close(self) -> None:
+        self.hot.close()
         self._cursors.close()
         self._db.close()

@@ -73,6 +73,7 @@ class TableResolver:
             files_total=len(m.files),
             files_scanned=len(selected),
             bytes_fetched=sum(n for _, n in fetched),
+            file_bytes=sum(f.size for f in selected),
             release=lambda: self.file_cache.unpin(keys),
         )
 

@@ -108,3 +108,56 @@ def test_batch_rows_follow_the_width():
     assert batch_rows_for(["BIGINT"] * 4, 262144) == 4 * 1024 * 1024 // 36
     assert batch_rows_for(["VARCHAR"] * 40, 262144) == 4 * 1024 * 1024 // (40 * 65)
     assert batch_rows_for(["INTEGER"], 65536) == 65536
+
+
+class _Result:
+    """A QueryResult stand-in: a reader and a close that counts."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.closed = 0
+
+    @property
+    def schema(self):
+        return self.reader.schema
+
+    def close(self):
+        self.closed += 1
+
+
+def _reader(batches, schema=pa.schema([("x", pa.int64())])):
+    return pa.RecordBatchReader.from_batches(schema, iter(batches))
+
+
+def test_prefetch_keeps_a_small_result_whole_and_releases_it():
+    from flight_server.flightsql.server import Execution
+
+    batches = [pa.record_batch([pa.array(range(i * 10, i * 10 + 10))], names=["x"]) for i in range(3)]
+    ex = Execution("q", _Result(_reader(batches)))
+    ex.prefetch(1 << 20)
+    assert ex.table is not None and ex.table.column("x").to_pylist() == list(range(30))
+    assert ex.head == [] and ex.first.closed == 1  # the cursor went back at once
+
+
+def test_prefetch_stops_at_the_limit_and_the_stream_goes_on_from_there():
+    from flight_server.flightsql.server import Execution, _stream
+
+    batches = [pa.record_batch([pa.array(range(i * 1000, i * 1000 + 1000))], names=["x"]) for i in range(10)]
+    ex = Execution("q", _Result(_reader(batches)))
+    ex.prefetch(2 * batches[0].nbytes)  # reads 3 batches (stops once over the limit)
+    assert ex.table is None and len(ex.head) == 3 and ex.first.closed == 0
+    stream = _stream(ex, lambda *_: None, lambda: None)
+    assert isinstance(stream, pa.flight.GeneratorStream)
+
+
+def test_prefetch_error_is_a_client_error_and_releases_the_result():
+    from flight_server.flightsql.server import Execution
+
+    def failing():
+        yield pa.record_batch([pa.array([1])], names=["x"])
+        raise OSError("Conversion Error: could not convert string 'x' to INT64")
+
+    ex = Execution("q", _Result(_reader(failing())))
+    with pytest.raises(InvalidRequest, match="Conversion Error"):
+        ex.prefetch(1 << 20)
+    assert ex.first.closed == 1
