@@ -19,11 +19,13 @@ configuration. Keys are compared in constant time (fixed-length digests, every c
 key checked). Keys and tokens never reach logs, metrics or error messages; a failure says
 only that credentials are missing or invalid.
 
-The same middleware opens a *call scope* for every Flight call: the authenticated principal
-(``key-<kid>``, never the key) and the query statistics of the call, which it sends back as
-``x-miniodb-*`` response headers (see :mod:`flight_server.querylog`). Handlers and the node
-read the scope with :func:`current_scope` (the scope lives in the handler's thread for the
-length of the call; pyarrow runs the middleware and the handler in the same thread).
+The same middleware opens a *call scope*: the authenticated principal (``key-<kid>``, never
+the key) and the call's request headers. Handlers and the node read the scope with
+:func:`current_scope` (the scope lives in the handler's thread for the length of the call;
+pyarrow runs the middleware and the handler in the same thread). With auth off only the
+calls that read headers or log in (DoPut, DoAction, Handshake) get one: a middleware costs
+every call three Python upcalls on its gRPC thread. Query statistics go out as
+``x-miniodb-*`` headers from the handlers (see :mod:`flight_server.querylog`).
 
 pyarrow answers a Handshake with UNIMPLEMENTED unless an auth handler is installed, and an
 auth handler alone checks an ``auth-token-bin`` header ADBC never sends. So
@@ -42,7 +44,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 import pyarrow.flight as flight
@@ -185,11 +186,10 @@ _scopes: dict[int, CallScope] = {}
 
 @dataclass
 class CallScope:
-    """One Flight call: who makes it, and the query (statistics) it ran."""
+    """One Flight call: who makes it."""
 
     principal: str = ""
     method: str = ""
-    record: Any = None  # querylog.QueryRecord of the statement executed in this call
     token: str | None = None  # bearer token to hand back (Basic credentials)
     sent: set[str] = field(default_factory=set)
 
@@ -209,26 +209,22 @@ class CallMiddleware(flight.ServerMiddleware):
         self.headers = headers or {}  # the call's request headers (read by flightsql.server.header)
 
     def sending_headers(self):
-        """The bearer token (once) and, after a statement ran, its statistics headers.
-
-        pyarrow may ask twice for a unary call (before and after the handler) and sends the
-        union, so every header goes out at most once."""
-        out: dict[str, str] = {}
+        """The bearer token, once (pyarrow may ask twice for a unary call). Statement
+        statistics go out from the handlers themselves (``querylog.add_headers``)."""
         s = self.scope
         if s.token and "authorization" not in s.sent:
-            out["authorization"] = f"Bearer {s.token}"
-        record = s.record
-        if record is not None:
-            for k, v in record.header_items():
-                if k not in s.sent:
-                    out[k] = v
-        s.sent.update(out)
-        return out
+            s.sent.add("authorization")
+            return {"authorization": f"Bearer {s.token}"}
+        return {}
 
     def call_completed(self, exception):
         ident = threading.get_ident()
         if _scopes.get(ident) is self.scope:
             _scopes.pop(ident, None)
+
+
+# calls whose handlers read request headers (batch ids, session cookies) or answer a login
+_NEED_HEADERS = frozenset({flight.FlightMethod.HANDSHAKE, flight.FlightMethod.DO_PUT, flight.FlightMethod.DO_ACTION})
 
 
 class CallMiddlewareFactory(flight.ServerMiddlewareFactory):
@@ -239,6 +235,10 @@ class CallMiddlewareFactory(flight.ServerMiddlewareFactory):
         self.on_failure = on_failure
 
     def start_call(self, info, headers):
+        if self.keys is None and info.method not in _NEED_HEADERS:
+            # auth off: a query or fetch needs no call state, and no middleware spares the
+            # call three Python upcalls (start, headers, completion) on its gRPC thread
+            return None
         scope = CallScope(method=info.method.name if hasattr(info.method, "name") else str(info.method))
         if self.keys is not None:
             values = headers.get("authorization") or headers.get("Authorization") or []

@@ -203,6 +203,15 @@ def track(reader: pa.RecordBatchReader, record: QueryRecord,
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+def add_headers(context: Any, result: Any) -> None:
+    """Send ``result``'s statistics so far as response headers of the call (GetFlightInfo)."""
+    record = getattr(result, "record", None)
+    if record is None or context is None:
+        return
+    for k, v in record.header_items():
+        context.add_header(k, v)
+
+
 def add_trailers(context: Any, result: Any) -> None:
     """At the end of ``result``'s stream, send its statistics as gRPC trailers of the call."""
     record = getattr(result, "record", None)

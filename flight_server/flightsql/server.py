@@ -35,7 +35,7 @@ from clients.errors import Cancelled, InvalidRequest, MinioDBError, NotFound, Un
 from clients.protocol import flight_pb2, sql_pb2
 
 from ..query.engine import classify, refuse
-from ..querylog import add_trailers
+from ..querylog import add_headers, add_trailers
 from . import metadata_commands as md
 from .dml import is_update, param_rows, parameter_schema
 from .errors import flight_errors, install_quiet_tracebacks, stream_error, to_flight
@@ -108,10 +108,15 @@ class HeadersMiddleware(flight.ServerMiddleware):
         self.headers = headers
 
 
+_HEADER_METHODS = frozenset({flight.FlightMethod.DO_PUT, flight.FlightMethod.DO_ACTION})
+
+
 class HeadersMiddlewareFactory(flight.ServerMiddlewareFactory):
     """Makes the incoming call headers readable by handlers (``context.get_middleware``)."""
 
     def start_call(self, info, headers):
+        if info.method not in _HEADER_METHODS:
+            return None  # no handler of this call reads headers: no per-call Python upcalls
         return HeadersMiddleware(headers)
 
 
@@ -365,7 +370,7 @@ class MinioFlightServer(flight.FlightServerBase):
     @flight_errors
     def get_flight_info(self, context, descriptor):
         if descriptor.descriptor_type == flight.DescriptorType.PATH:
-            return self._execute(_select_all(_path_table(descriptor)), None, descriptor)
+            return self._execute(context, _select_all(_path_table(descriptor)), None, descriptor)
         name, msg = self._decode(descriptor.command, "GetFlightInfo")
         return self._handler("get_flight_info", name, msg)(context, msg, descriptor)
 
@@ -437,7 +442,7 @@ class MinioFlightServer(flight.FlightServerBase):
             yield flight.FlightInfo(pa.schema([]), desc, [], -1, -1)
 
     # -- statements ----------------------------------------------------------------------
-    def _execute(self, sql: str, params: pa.Table | None, descriptor) -> flight.FlightInfo:
+    def _execute(self, context, sql: str, params: pa.Table | None, descriptor) -> flight.FlightInfo:
         """Run a statement for GetFlightInfo: a query executes (first parameter row) and waits
         for its DoGet; DDL/DML is applied now and answers an empty result."""
         sql = md.strip_catalog(sql)
@@ -451,6 +456,7 @@ class MinioFlightServer(flight.FlightServerBase):
         execution = Execution(sql, first, rows[1:])
         if not execution.rest:
             execution.prefetch(PREFETCH_BYTES)
+        add_headers(context, first)  # x-miniodb-* statistics of the execution (rows too when complete)
         handle = self.pending.put(execution)
         body: dict[str, Any] = {"h": handle, "q": sql}
         if params is not None and params.num_rows:
@@ -463,7 +469,7 @@ class MinioFlightServer(flight.FlightServerBase):
 
     def get_flight_info_statement(self, context, cmd, descriptor):
         _check_txn(cmd)
-        return self._execute(cmd.query, None, descriptor)
+        return self._execute(context, cmd.query, None, descriptor)
 
     def get_schema_statement(self, context, cmd) -> pa.Schema:
         _check_txn(cmd)
@@ -576,7 +582,7 @@ class MinioFlightServer(flight.FlightServerBase):
         stmt = self._prepared(cmd.prepared_statement_handle)
         if stmt.param_count and (stmt.params is None or not stmt.params.num_rows):
             raise InvalidRequest(f"the statement has {stmt.param_count} parameter(s); bind them first")
-        return self._execute(stmt.sql, stmt.params if stmt.param_count else None, descriptor)
+        return self._execute(context, stmt.sql, stmt.params if stmt.param_count else None, descriptor)
 
     def get_schema_prepared_statement(self, context, cmd) -> pa.Schema:
         stmt = self._prepared(cmd.prepared_statement_handle)

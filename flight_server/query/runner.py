@@ -187,8 +187,6 @@ class QueryRunner:
         scope = self.scope()
         nparams = len(params) if isinstance(params, list | tuple | dict) else 0
         record = self.log.start(sql, kind, principal=getattr(scope, "principal", "") or "", params=nparams)
-        if scope is not None:
-            scope.record = record
         started = time.perf_counter()
         try:
             key = self.cache_key(sql, params, kind) if self.cache is not None else None
