@@ -88,6 +88,10 @@ STABLE_NAMES = tuple(s.name for s in STABLE)
 # Further named results (kept stable too, but not required by an issue's acceptance).
 define("ingest_rows_per_s", "rows/s", HIGHER, "ADBC adbc_ingest of the narrow table, durable acknowledgement")
 define("export_rows_per_s", "rows/s", HIGHER, "ADBC SELECT * of the narrow table")
+define("ingest_adbc_client_vs_raw_flight", "x", HIGHER,
+       "the ADBC client alone: adbc_ingest into the raw drain server / raw pyarrow.flight do_put (the client's ceiling)")
+define("ingest_pyarrow_vs_raw_flight", "x", HIGHER,
+       "MinIODB ingest from a pyarrow.flight client (CommandStatementIngest, durable ack) / raw do_put")
 define("small_query_p50_ms", "ms", LOWER, "p50 of SELECT count(*) FROM small_table over ADBC")
 define("small_query_p99_ms", "ms", LOWER, "p99 of SELECT count(*) FROM small_table over ADBC")
 define("wide_ingest_rows_per_s", "rows/s", HIGHER, "ADBC adbc_ingest of the 16-column lineitem-like table")

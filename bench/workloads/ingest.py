@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import adbc_driver_flightsql.dbapi as dbapi
+import pyarrow as pa
 import pyarrow.flight as flight
 
 from clients import protocol
@@ -33,6 +34,7 @@ def raw_put(client: flight.FlightClient, path: list[str], batches, schema) -> in
 def run(b: Bench) -> None:
     rows, repeat = b.opts.rows, b.opts.repeat
     batches = list(data.narrow_batches(rows, 250_000, seed=b.opts.seed))
+    batches_table = pa.Table.from_batches(batches, schema=data.NARROW_SCHEMA)
     nbytes = sum(x.nbytes for x in batches)
     ours = b.results.add(Measurement("ingest", TITLE, "miniodb", "MinIODB · ADBC adbc_ingest (durable ack)",
                                      rows, nbytes, ratios=["ingest_vs_raw_flight", "ingest_rows_per_s"]))
@@ -44,6 +46,10 @@ def run(b: Bench) -> None:
     raw_adbc = b.results.add(Measurement("ingest", TITLE, "raw_flight_adbc",
                                          "raw pyarrow.flight server, ADBC client (diagnostic)", rows, nbytes))
     raw_conn = dbapi.connect(raw_uri, autocommit=True)
+    # diagnostic: the node with a pyarrow.flight client (the same Flight SQL ingest command)
+    ours_pa = b.results.add(Measurement("ingest", TITLE, "miniodb_pyarrow",
+                                        "MinIODB · pyarrow.flight CommandStatementIngest (durable ack, diagnostic)",
+                                        rows, nbytes))
 
     def run_ours() -> None:
         b.reset_table(NARROW)
@@ -59,6 +65,13 @@ def run(b: Bench) -> None:
         raw_put(raw_client, ["drain"], batches, data.NARROW_SCHEMA)
         raw.seconds.append(time.perf_counter() - started)
 
+    def run_ours_pyarrow() -> None:
+        b.reset_table(NARROW)
+        started = time.perf_counter()
+        b.client.ingest(NARROW, batches_table, mode="create")
+        ours_pa.seconds.append(time.perf_counter() - started)
+        b.client.flush(NARROW)
+
     def run_raw_adbc() -> None:
         with raw_conn.cursor() as cur:
             source = adbc_source(data.NARROW_SCHEMA, batches)
@@ -68,20 +81,22 @@ def run(b: Bench) -> None:
 
     try:
         # one untimed round first, for every system: connections, allocator pages, page cache
-        for fn in (run_ours, run_raw, run_raw_adbc):
+        for fn in (run_ours_pyarrow, run_ours, run_raw, run_raw_adbc):
             fn()
-        for m in (ours, raw, raw_adbc):
+        for m in (ours, raw, raw_adbc, ours_pa):
             m.seconds.clear()
-        with b.task("ingest", 3 * repeat) as t:
+        with b.task("ingest", 4 * repeat) as t:
             for i in range(repeat):
-                for fn in b.order(i, run_ours, run_raw) + [run_raw_adbc]:
+                for fn in b.order(i, run_ours, run_raw) + [run_raw_adbc, run_ours_pyarrow]:
                     fn()
                     t.advance()
     finally:
         raw_client.close()
         raw_conn.close()
     b.loaded(NARROW, rows)
-    for m in (ours, raw, raw_adbc):
+    for m in (ours, raw, raw_adbc, ours_pa):
         b.report(m)
     b.results.set("ingest_rows_per_s", ours.rows_per_s)
     b.results.ratio("ingest_vs_raw_flight", ours.rows_per_s, raw.rows_per_s)
+    b.results.ratio("ingest_adbc_client_vs_raw_flight", raw_adbc.rows_per_s, raw.rows_per_s)
+    b.results.ratio("ingest_pyarrow_vs_raw_flight", ours_pa.rows_per_s, raw.rows_per_s)
