@@ -61,6 +61,7 @@ def test_small_table_is_copied_once_and_answers_the_same(node):
     from_files = _q(node, sql)  # first query reads the files and schedules the copy
     _settle(node)
     assert node.engine.hot.stats()["tables"] == 1 and len(_hot_tables(node)) == 1
+    assert node.status()["hot_tables"]["tables"] == 1 and node.status()["hot_tables"]["bytes"] > 0
     for _ in range(3):
         assert _q(node, sql).equals(from_files)
     assert node.engine.hot.stats()["builds"] == 1
