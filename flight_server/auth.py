@@ -223,8 +223,10 @@ class CallMiddleware(flight.ServerMiddleware):
             _scopes.pop(ident, None)
 
 
-# calls whose handlers read request headers (batch ids, session cookies) or answer a login
-_NEED_HEADERS = frozenset({flight.FlightMethod.HANDSHAKE, flight.FlightMethod.DO_PUT, flight.FlightMethod.DO_ACTION})
+# calls whose handlers read request headers (batch ids, session cookies); a Handshake also
+# needs the middleware, to answer a login with a token
+HEADER_METHODS = frozenset({flight.FlightMethod.DO_PUT, flight.FlightMethod.DO_ACTION})
+_NEED_HEADERS = HEADER_METHODS | {flight.FlightMethod.HANDSHAKE}
 
 
 class CallMiddlewareFactory(flight.ServerMiddlewareFactory):

@@ -34,6 +34,7 @@ from clients import protocol
 from clients.errors import Cancelled, InvalidRequest, MinioDBError, NotFound, Unimplemented
 from clients.protocol import flight_pb2, sql_pb2
 
+from ..auth import HEADER_METHODS
 from ..query.engine import classify, refuse
 from ..querylog import add_headers, add_trailers
 from . import metadata_commands as md
@@ -108,14 +109,11 @@ class HeadersMiddleware(flight.ServerMiddleware):
         self.headers = headers
 
 
-_HEADER_METHODS = frozenset({flight.FlightMethod.DO_PUT, flight.FlightMethod.DO_ACTION})
-
-
 class HeadersMiddlewareFactory(flight.ServerMiddlewareFactory):
     """Makes the incoming call headers readable by handlers (``context.get_middleware``)."""
 
     def start_call(self, info, headers):
-        if info.method not in _HEADER_METHODS:
+        if info.method not in HEADER_METHODS:
             return None  # no handler of this call reads headers: no per-call Python upcalls
         return HeadersMiddleware(headers)
 

@@ -100,7 +100,11 @@ class HotTables:
             target = f'{SCHEMA}."h{self._seq}"'
         select = self._select_sql(rt)
         assert self._pool is not None
-        self._pool.submit(self._build, name, sig, target, select, rt.file_bytes)
+        try:
+            self._pool.submit(self._build, name, sig, target, select, rt.file_bytes)
+        except RuntimeError:  # the node is stopping: no more copies
+            with self._lock:
+                self._pending.discard(name)
         return None
 
     def _release(self, entry: _Entry) -> None:
@@ -171,7 +175,10 @@ class HotTables:
             drop = self._retire_locked(entry) if entry is not None else []
         for t in drop:
             if self._pool is not None:
-                self._pool.submit(self._drop, t)
+                try:
+                    self._pool.submit(self._drop, t)
+                except RuntimeError:  # stopping: the in-memory database goes with the node
+                    pass
 
     def stats(self) -> dict:
         with self._lock:
