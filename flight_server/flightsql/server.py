@@ -35,10 +35,10 @@ from clients.errors import Cancelled, InvalidRequest, MinioDBError, NotFound, Un
 from clients.protocol import flight_pb2, sql_pb2
 
 from ..auth import HEADER_METHODS
-from ..query.engine import classify, refuse
+from ..dml import is_update, param_rows, parameter_schema
 from ..querylog import add_headers, add_trailers
+from ..statements import classify, refuse
 from . import metadata_commands as md
-from .dml import is_update, param_rows, parameter_schema
 from .errors import flight_errors, install_quiet_tracebacks, stream_error, to_flight
 from .prepared import (
     PreparedStatement,

@@ -11,7 +11,6 @@ object/cache folders, no extension install or load, configuration locked.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -23,35 +22,16 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from clients.errors import InvalidRequest, NotFound, Unimplemented
+from clients.errors import InvalidRequest, NotFound
 
 from ..metadata.base import TableInfo
+from ..statements import classify, refuse
 from .analyze import Analysis, analyze
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
 
 log = logging.getLogger("miniodb.query")
 
-# DuckDB statement types that never reach the engine from user SQL, with the reason given.
-REFUSED = {
-    "COPY": "COPY is not allowed: the node does not read or write files for clients; "
-            "stream the result (miniodb sql --format csv|parquet --output FILE)",
-    "EXPORT": "EXPORT DATABASE is not allowed: the node does not write files for clients",
-    "ATTACH": "ATTACH is not allowed: queries read only MinIODB tables",
-    "DETACH": "DETACH is not allowed",
-    "SET": "SET is not allowed: engine settings are fixed by the server configuration",
-    "VARIABLE_SET": "SET VARIABLE is not allowed",
-    "LOAD": "INSTALL/LOAD is not allowed: extensions cannot be installed or loaded",
-    "EXTENSION": "extensions cannot be installed or loaded",
-    "PRAGMA": "PRAGMA is not allowed: engine settings are fixed by the server configuration",
-    "TRANSACTION": "transactions are not supported: each statement is atomic on its own",
-    "VACUUM": "VACUUM is not allowed",
-    "CALL": "CALL is not allowed",
-    "ALTER": "ALTER is not supported; tables evolve on ingest (new nullable columns, int->float)",
-    "PREPARE": "PREPARE is not supported in SQL text; use Flight SQL prepared statements",
-    "EXECUTE": "EXECUTE is not supported in SQL text; use Flight SQL prepared statements",
-}
-QUERY_KINDS = {"SELECT", "EXPLAIN"}
 BATCH_TARGET_BYTES = 4 * 1024 * 1024  # result batches stay far below gRPC's 16 MiB message cap
 _FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "UTINYINT": 1, "SMALLINT": 2, "USMALLINT": 2, "INTEGER": 4,
                 "UINTEGER": 4, "FLOAT": 4, "DATE": 4, "BIGINT": 8, "UBIGINT": 8, "DOUBLE": 8, "TIME": 8,
@@ -101,32 +81,6 @@ class QueryResult:
 
     def close(self) -> None:
         self._close()
-
-
-@functools.lru_cache(maxsize=4096)
-def classify(sql: str) -> tuple[str, duckdb.Statement]:
-    """Statement kind from DuckDB's parser; exactly one statement is accepted (cached by text)."""
-    if not sql or not sql.strip():
-        raise InvalidRequest("empty SQL statement")
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise InvalidRequest(str(exc).strip()) from exc
-    if len(statements) != 1:
-        raise InvalidRequest(f"expected exactly one SQL statement, got {len(statements)}")
-    st = statements[0]
-    return st.type.name, st
-
-
-def refuse(kind: str) -> None:
-    if kind in REFUSED:
-        raise InvalidRequest(REFUSED[kind])
-    if kind in ("DELETE", "UPDATE"):
-        raise Unimplemented(
-            f"{kind} is not supported yet; supported are SELECT, CREATE TABLE, DROP TABLE and INSERT"
-        )
-    if kind not in QUERY_KINDS:
-        raise InvalidRequest(f"{kind} statements are not supported here")
 
 
 def _quote(name: str) -> str:

@@ -8,8 +8,8 @@ import pytest
 
 from clients.errors import InvalidRequest, NotFound
 from clients.protocol import flight_pb2
+from flight_server.dml import _all_placeholders, param_rows, target_name
 from flight_server.flightsql import metadata_commands as md
-from flight_server.flightsql.dml import _all_placeholders, param_rows, target_name
 from flight_server.flightsql.prepared import PreparedStatement, PreparedStatements, parse_handle
 from flight_server.flightsql.sessions import SessionStore, session_cookie
 from flight_server.query.engine import batch_rows_for

@@ -8,14 +8,18 @@ The statement kind comes from DuckDB's parser (:func:`classify`); the parts of a
 (target table, column list, source query) are split with sqlglot's DuckDB dialect, never with
 string surgery. A declared column list is turned into an Arrow schema by a private, sandboxed
 in-memory DuckDB (the engine's own types, defaults and errors). Every row written goes through
-the node's durable ingest path (WAL fsync, then buffer), so an acknowledged INSERT survives a
-crash; the source of an INSERT/CTAS is run through the query engine and streamed batch by batch.
+the durable ingest path (WAL fsync, then buffer), so an acknowledged INSERT survives a crash;
+the source of an INSERT/CTAS is run by the ``query`` callable it is given (the node's query
+runner) and streamed batch by batch.
+
+Part of the write path: it is handed its collaborators (catalog, ingestor, a query callable,
+an ingest callable) and imports nothing of the read path.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -25,9 +29,10 @@ from sqlglot import exp
 
 from clients.errors import InvalidRequest, NotFound, Unimplemented
 
-from ..query.engine import classify, refuse
-from ..schema import conform
-from .metadata_commands import CATALOG, is_known_schema
+from .catalog import Catalog
+from .ingest import Ingestor, IngestResult
+from .schema import conform
+from .statements import CATALOG, DEFAULT_SCHEMA, classify, refuse
 
 log = logging.getLogger("miniodb.dml")
 
@@ -75,18 +80,27 @@ def target_name(table: exp.Expression) -> str:
         raise NotFound(f"catalog {catalog!r} not found; MinIODB has one catalog, {CATALOG!r}")
     if db and not catalog and db.lower() == CATALOG:
         db = ""
-    if db and db.lower() != "main":
-        if is_known_schema(db):
-            raise InvalidRequest(f"schema {db!r} is read-only; tables are created in schema 'main'")
-        raise NotFound(f"schema {db!r} not found; tables live in schema 'main'")
+    if db and db.lower() != DEFAULT_SCHEMA:
+        raise NotFound(f"schema {db!r} not found; tables live in schema {DEFAULT_SCHEMA!r}")
     return table.name
 
 
-class UpdateExecutor:
-    """Runs one DDL/DML statement against a node (its catalog, ingest path and query engine)."""
+#: Runs a SELECT with bound parameters (one row or None); returns an open result with
+#: ``schema``, ``reader`` and ``close()`` (the node's query runner).
+QueryFn = Callable[[str, Any], Any]
+#: The durable ingest path: (table, batches, schema, mode) -> IngestResult.
+IngestFn = Callable[..., IngestResult]
 
-    def __init__(self, node: Any):
-        self.node = node
+
+class UpdateExecutor:
+    """Runs DDL/DML statements: tables are created and dropped through the ingestor, rows are
+    written through ``ingest`` (default: the ingestor's), sources are read through ``query``."""
+
+    def __init__(self, catalog: Catalog, ingestor: Ingestor, query: QueryFn, ingest: IngestFn | None = None):
+        self.catalog = catalog
+        self.ingestor = ingestor
+        self.query = query
+        self.ingest = ingest if ingest is not None else ingestor.ingest
 
     def execute(self, sql: str, params: pa.Table | None = None) -> int:
         """Apply ``sql`` once per parameter row (once without parameters); rows affected."""
@@ -129,25 +143,24 @@ class UpdateExecutor:
         target = tree.this
         table = target.this if isinstance(target, exp.Schema) else target
         name = target_name(table)
-        node = self.node
         source = tree.expression
         if source is None:
             if not isinstance(target, exp.Schema) or not target.expressions:
                 raise InvalidRequest("CREATE TABLE needs a column list or AS SELECT")
             schema = declared_schema(target)
             if replace:
-                node.ingestor.drop_table(name, if_exists=True)
-            node.ingestor.create_table(name, schema, if_not_exists=if_not_exists)
+                self.ingestor.drop_table(name, if_exists=True)
+            self.ingestor.create_table(name, schema, if_not_exists=if_not_exists)
             return 0
         if isinstance(target, exp.Schema) and target.expressions:
             raise InvalidRequest("CREATE TABLE ... AS SELECT takes no column list")
-        if if_not_exists and node.catalog.find(name) is not None:
+        if if_not_exists and self.catalog.find(name) is not None:
             return 0
         no_data = any(isinstance(p, exp.WithDataProperty) and p.args.get("no") for p in prop_list)
-        result = node.query(_source_sql(source), row)
+        result = self.query(_source_sql(source), row)
         try:
             batches = iter(()) if no_data else _batches(result.reader)
-            ingested = node.ingest(name, batches, result.schema, "replace" if replace else "create")
+            ingested = self.ingest(name, batches, result.schema, "replace" if replace else "create")
         finally:
             result.close()
         return ingested.rows
@@ -164,7 +177,7 @@ class UpdateExecutor:
             raise InvalidRequest("DROP TABLE needs a table name")
         names = [target_name(t) for t in tables]
         for name in names:
-            self.node.ingestor.drop_table(name, if_exists=bool(tree.args.get("exists")))
+            self.ingestor.drop_table(name, if_exists=bool(tree.args.get("exists")))
         return 0
 
     # -- INSERT ------------------------------------------------------------------------
@@ -181,7 +194,7 @@ class UpdateExecutor:
             columns = [c.name for c in target.expressions]
             target = target.this
         name = target_name(target)
-        info = self.node.catalog.get(name)
+        info = self.catalog.get(name)
         by_name = bool(tree.args.get("by_name"))
         source = tree.expression
         if source is None:
@@ -193,12 +206,12 @@ class UpdateExecutor:
             data = params.rename_columns([f"c{i}" for i in range(params.num_columns)])
             mapper = _Mapper(info.schema, columns, False, data.schema)
             mapped = (out for b in data.to_batches() for out in mapper(b))
-            return self.node.ingest(info.name, mapped, info.schema, "append").rows
+            return self.ingest(info.name, mapped, info.schema, "append").rows
         sql = _source_sql(source)
 
         def batches() -> Iterator[pa.RecordBatch]:
             for row in rows or [None]:
-                result = self.node.query(sql, row)
+                result = self.query(sql, row)
                 try:
                     mapper = _Mapper(info.schema, columns, by_name, result.schema)
                     for batch in _batches(result.reader):
@@ -206,12 +219,13 @@ class UpdateExecutor:
                 finally:
                     result.close()
 
-        return self.node.ingest(info.name, batches(), info.schema, "append").rows
+        return self.ingest(info.name, batches(), info.schema, "append").rows
 
 
 def parameter_schema(node: Any, sql: str, count: int) -> pa.Schema:
     """The bind-parameter schema of a statement: the target columns' types for
-    ``INSERT INTO t [(cols)] VALUES (?, ...)``, else ``count`` fields of unknown (null) type."""
+    ``INSERT INTO t [(cols)] VALUES (?, ...)``, else ``count`` fields of unknown (null) type.
+    ``node`` is anything with a ``catalog`` (the Flight server passes its node)."""
     unknown = pa.schema([pa.field(f"${i + 1}", pa.null()) for i in range(count)])
     if not count:
         return unknown
