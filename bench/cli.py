@@ -139,5 +139,19 @@ def main() -> None:
     bench(prog_name="miniodb bench")
 
 
+@click.command("bench", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+               add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def subcommand(ctx, args):
+    """Benchmarks with side-by-side baselines (`miniodb bench --help`)."""
+    defaults = {}  # `miniodb --uri X bench` measures X (and uses its credentials)
+    parent = ctx.parent
+    for name in ("uri", "username", "password"):
+        if parent is not None and parent.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            defaults[name] = parent.params[name]
+    bench.main(list(args), prog_name="miniodb bench", default_map=defaults)
+
+
 if __name__ == "__main__":
     main()

@@ -1,13 +1,16 @@
-"""The ``miniodb`` command: ``serve`` (a node), client commands over Flight, and ``gateway`` /
-``bench`` (loaded lazily, so client commands start fast and need no server modules)."""
+"""The ``miniodb`` command: the client commands over Flight, plus the commands other packages
+add through the ``miniodb.commands`` entry point group (``serve`` from ``flight_server.cli``,
+``gateway`` from ``gateway.cli``, ``bench`` from ``bench.cli``; see pyproject.toml).
+
+Those are loaded only when they run (or for ``--help``), so client commands start fast, and
+this package imports no other project package: the process is put together at the top.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import sys
-import threading
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import click
@@ -31,7 +34,26 @@ def _fail(exc: errors.MinioDBError) -> None:
     sys.exit(2 if isinstance(exc, errors.InvalidRequest | errors.NotFound | errors.AlreadyExists) else 1)
 
 
+COMMANDS_GROUP = "miniodb.commands"
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    """Commands other packages add to ``miniodb`` (name -> entry point, not loaded)."""
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+
+
 class _Group(click.Group):
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *_plugins()})
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None:
+            ep = _plugins().get(name)
+            if ep is not None:
+                command = ep.load()
+        return command
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -54,62 +76,6 @@ def main(ctx, uri, username, password, token, tls_root_certs, insecure):
     ctx.ensure_object(dict)
     ctx.obj.update(uri=uri, username=username, password=password, token=token, tls_root_certs=tls_root_certs,
                    insecure=insecure)
-
-
-@main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="YAML settings file")
-@click.option("--data-dir", default=None, help="data folder (WAL, cache, embedded storage)")
-@click.option("--host", default=None)
-@click.option("--flight-port", type=int, default=None, help="Flight SQL port (0: any free port)")
-@click.option("--rest-port", type=int, default=None)
-@click.option("--metrics-port", type=int, default=None)
-@click.option("--node-id", default=None)
-@click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
-              help="write the listener URIs as JSON here once every listener is up")
-@click.option("--log-level", default=None)
-def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, node_id, ready_file, log_level):
-    """Run a node (embedded storage unless Redis/MinIO are configured)."""
-    from flight_server.config import ConfigError, load_settings
-
-    overrides = {"server.data_dir": data_dir, "server.host": host, "server.grpc_port": flight_port,
-                 "server.rest_port": rest_port, "server.metrics_port": metrics_port, "server.node_id": node_id,
-                 "server.log_level": log_level}
-    try:
-        settings = load_settings(config_file, overrides)
-    except ConfigError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
-    logging.basicConfig(level=settings.server.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from flight_server import malloc
-    from flight_server.node import Node
-
-    malloc.configure()  # this process is a server: keep ingest buffers' memory warm
-
-    node = Node(settings)
-    try:
-        node.start()
-    except errors.MinioDBError as exc:
-        click.echo(f"cannot start: {exc.message}", err=True)
-        sys.exit(1)
-    stopping = threading.Event()
-
-    def on_signal(signum, frame):
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if ready_file:
-        tmp = Path(ready_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps(node.addresses))
-        tmp.replace(ready_file)
-    click.echo(f"MinIODB node {node.node_id} ready: flight {node.addresses['flight']}, "
-               f"rest {node.addresses['rest']}, metrics {node.addresses['metrics']}", err=True)
-    while not stopping.wait(0.5):
-        pass
-    click.echo("shutting down: flushing buffers", err=True)
-    node.stop()
-    sys.exit(0)
 
 
 @main.command()
@@ -295,67 +261,6 @@ def restore(ctx, from_latest, backup_file, dry_run):
     with _client(ctx) as c:
         r = c.action(protocol.ACTION_RESTORE_METADATA, body)
     click.echo(json.dumps(r, indent=2, default=str))
-
-
-@main.command()
-@click.option("--flight", "flight_uri", default=None, help="Flight URI of the node [default: --uri]")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=8081, show_default=True, help="REST port (0: any free port)")
-@click.option("--max-body-bytes", type=int, default=64 * 1024 * 1024, show_default=True,
-              help="larger request bodies are refused with 413")
-@click.option("--service-token", envvar="MINIODB_GATEWAY_SERVICE_TOKEN", default=None,
-              help="API key the gateway uses for GET /api/v1/health when the node requires auth")
-@click.option("--tls-root-certs", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="PEM roots to verify a grpc+tls node")
-@click.option("--tls-cert-file", type=click.Path(exists=True, dir_okay=False), default=None, help="serve HTTPS")
-@click.option("--tls-key-file", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
-              help="write {\"rest\": URL} as JSON here once listening")
-@click.option("--log-level", default="info", show_default=True)
-@click.pass_context
-def gateway(ctx, flight_uri, host, port, max_body_bytes, service_token, tls_root_certs, tls_cert_file,
-            tls_key_file, ready_file, log_level):
-    """Run the REST gateway (/api/v1 JSON over HTTP) in front of a node's Flight port."""
-    from gateway.app import GatewayConfig
-    from gateway.server import serve as serve_gateway
-
-    if max_body_bytes <= 0:
-        raise click.UsageError("--max-body-bytes must be positive")
-    if bool(tls_cert_file) != bool(tls_key_file):
-        raise click.UsageError("give both --tls-cert-file and --tls-key-file")
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = GatewayConfig(flight_uri=flight_uri or ctx.obj["uri"], max_body_bytes=max_body_bytes,
-                           tls_root_certs=Path(tls_root_certs).read_bytes() if tls_root_certs else None,
-                           service_token=service_token)
-    scheme = "https" if tls_cert_file else "http"
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-
-    def ready(bound: int) -> None:
-        click.echo(f"MinIODB REST gateway on {scheme}://{shown}:{bound}/api/v1 -> {config.flight_uri}", err=True)
-        if ready_file:
-            tmp = Path(ready_file).with_suffix(".tmp")
-            tmp.write_text(json.dumps({"rest": f"{scheme}://{shown}:{bound}"}))
-            tmp.replace(ready_file)
-
-    serve_gateway(config, host, port, ssl_certfile=tls_cert_file, ssl_keyfile=tls_key_file,
-                  log_level=log_level, ready=ready)
-
-
-@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-              add_help_option=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def bench(ctx, args):
-    """Benchmarks with side-by-side baselines (`miniodb bench --help`)."""
-    from click.core import ParameterSource
-
-    from bench.cli import bench as command
-
-    defaults = {}  # `miniodb --uri X bench` measures X (and uses its credentials)
-    for name in ("uri", "username", "password"):
-        if ctx.parent is not None and ctx.parent.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            defaults[name] = ctx.obj[name]
-    command.main(list(args), prog_name="miniodb bench", default_map=defaults)
 
 
 if __name__ == "__main__":

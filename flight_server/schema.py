@@ -1,4 +1,5 @@
-"""Table schema rules: normalising incoming Arrow schemas, evolution, and conforming data.
+"""Table schema rules: normalising incoming Arrow schemas, evolution, conforming data, and
+schemas given as JSON (``schema_from_json``).
 
 Evolution allowed on ingest:
 
@@ -11,6 +12,9 @@ Evolution allowed on ingest:
 """
 
 from __future__ import annotations
+
+import base64
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -146,3 +150,37 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     if batch.schema.equals(schema, check_metadata=False):
         return batch if not batch.schema.metadata else batch.replace_schema_metadata(None)
     return conform(pa.Table.from_batches([batch]), schema).combine_chunks().to_batches()[0]
+
+
+# -- JSON schema specs (the create_table action) ---------------------------------------
+_SIMPLE_TYPES = {
+    "bool": pa.bool_(), "boolean": pa.bool_(), "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(),
+    "int64": pa.int64(), "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(),
+    "uint64": pa.uint64(), "float32": pa.float32(), "float": pa.float32(), "float64": pa.float64(),
+    "double": pa.float64(), "string": pa.string(), "utf8": pa.string(), "binary": pa.binary(),
+    "date32": pa.date32(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC"),
+    "timestamp[us]": pa.timestamp("us"), "timestamp[ms]": pa.timestamp("ms"), "timestamp[ns]": pa.timestamp("ns"),
+    "timestamp[s]": pa.timestamp("s"), "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+    "timestamp[ms, tz=UTC]": pa.timestamp("ms", tz="UTC"), "timestamp[ns, tz=UTC]": pa.timestamp("ns", tz="UTC"),
+}
+
+
+def schema_from_json(spec: Any) -> pa.Schema:
+    """A schema from ``[{name, type, nullable?}]`` (pyarrow type names) or base64 Arrow IPC."""
+    if isinstance(spec, str):
+        try:
+            return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(spec)))
+        except (ValueError, OSError, pa.ArrowException) as exc:  # garbage bytes: OSError "Invalid IPC stream"
+            raise InvalidRequest("schema: not a base64 Arrow IPC schema") from exc
+    if not isinstance(spec, list) or not spec:
+        raise InvalidRequest("schema must be a non-empty list of {name, type} objects")
+    fields = []
+    for col in spec:
+        if not isinstance(col, dict) or "name" not in col or "type" not in col:
+            raise InvalidRequest("each schema column needs 'name' and 'type'")
+        t = _SIMPLE_TYPES.get(str(col["type"]).strip().lower()) or _SIMPLE_TYPES.get(str(col["type"]).strip())
+        if t is None:
+            raise InvalidRequest(f"column {col['name']!r}: unknown type {col['type']!r}; "
+                                 f"use one of {', '.join(sorted(_SIMPLE_TYPES))}")
+        fields.append(pa.field(str(col["name"]), t, nullable=bool(col.get("nullable", True))))
+    return pa.schema(fields)

@@ -304,6 +304,22 @@ def test_health_and_metrics_listen(node):
     assert m.status_code == 200 and "miniodb_up 1.0" in m.text
 
 
+def test_describe_and_status_show_iso_utc_times(node):
+    import datetime as dt
+
+    c = node.client()
+    c.ingest("when_t", narrow(3), mode="create")
+    before = dt.datetime.now(dt.UTC)
+    created = dt.datetime.fromisoformat(c.describe("when_t")["created_at"])
+    assert created.utcoffset() == dt.timedelta(0) and abs((before - created).total_seconds()) < 3600
+    status = c.status()
+    started = dt.datetime.fromisoformat(status["node"]["started_at"])
+    assert started.utcoffset() == dt.timedelta(0) and started <= dt.datetime.now(dt.UTC)
+    assert isinstance(status["node"]["uptime_seconds"], float)  # a duration stays seconds
+    for n in status["nodes"]:
+        assert dt.datetime.fromisoformat(n["last_seen"]).utcoffset() == dt.timedelta(0)
+
+
 def test_client_splits_large_batches(node):
     c = Client(node.flight)
     big = narrow(1_000_000)  # one 32 MB batch: over gRPC's 16 MiB message cap unless split

@@ -7,6 +7,7 @@ periodic metadata backups, and clear startup errors when a backend is unreachabl
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,9 @@ def test_two_nodes_share_one_redis_and_one_bucket(node_factory, redis_server, re
             wait_until(lambda c=c: node_ids(c) == {"node-a", "node-b"}, what="both nodes live")
             nodes = {n["node_id"]: n for n in c.status()["nodes"]}
             assert nodes["node-a"]["flight_uri"] == a.flight and nodes["node-b"]["flight_uri"] == b.flight
-            assert nodes["node-a"]["version"] and nodes["node-a"]["started_at"] > 0
+            assert nodes["node-a"]["version"]
+            started = dt.datetime.fromisoformat(nodes["node-a"]["started_at"])  # ISO-8601 UTC, not epoch
+            assert started.utcoffset() == dt.timedelta(0) and started.year >= 2024
         status = ca.status()
         assert status["metadata"] == f"redis://127.0.0.1:{redis_server.port}/0"
         assert status["storage"].endswith(f"/{s3_bucket}")
