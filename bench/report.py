@@ -13,7 +13,7 @@ from pathlib import Path
 from .metrics import REGISTRY, Measurement, MetricValue, Results
 
 PACKAGES = ("miniodb", "pyarrow", "duckdb", "adbc-driver-flightsql", "adbc-driver-manager", "polars",
-            "uvicorn", "fastapi", "httpx", "orjson", "numpy", "matplotlib", "rich")
+            "uvicorn", "starlette", "httpx", "orjson", "numpy", "matplotlib", "rich")
 
 
 def machine_info() -> dict:

@@ -176,10 +176,6 @@ class Settings:
             return f"redis://{r.host}:{r.port}/{r.db}"
         return f"sqlite://{self.data_dir / 'metadata.sqlite3'}"
 
-    @property
-    def embedded(self) -> bool:
-        return not (self.redis.host or self.redis.sentinel.enabled or self.storage.minio.endpoint)
-
 
 ENV_PREFIX = "MINIODB_"
 ENV_ALIASES = {"MINIODB_REDIS_SENTINEL_ADDERS": "redis.sentinel.addrs"}
@@ -363,19 +359,3 @@ def _validate(s: Settings) -> None:
         bad("redis.sentinel.addrs", "needs at least one host:port when sentinel is enabled")
     if s.storage.minio.endpoint and not s.storage.minio.bucket:
         bad("storage.minio.bucket", "must be set with storage.minio.endpoint")
-
-
-def settings_as_dict(s: Settings, redact: bool = True) -> dict[str, Any]:
-    """Nested plain dict of the settings, secrets redacted."""
-    d = dataclasses.asdict(s)
-    if redact:
-        for sect, key in (("server", "api_keys"),):
-            if d[sect][key]:
-                d[sect][key] = ["***"] * len(d[sect][key])
-        for path in (("storage", "minio", "secret_key"), ("redis", "password"), ("redis", "sentinel", "password")):
-            node = d
-            for part in path[:-1]:
-                node = node[part]
-            if node[path[-1]]:
-                node[path[-1]] = "***"
-    return d

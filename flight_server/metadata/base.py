@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import abc
 import base64
-import datetime as dt
-import decimal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -251,20 +249,3 @@ def schema_to_b64(schema: pa.Schema) -> str:
 
 def schema_from_b64(text: str) -> pa.Schema:
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
-def encode_stat(value: Any) -> Any:
-    """A column min/max as a JSON value (timestamps/dates as ISO text, decimals as text)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return None  # binary columns are not used for pruning
-    return None
-
-
-def empty_snapshot() -> dict:
-    return {"format": SNAPSHOT_FORMAT, "tables": [], "files": {}, "versions": {}, "watermarks": {}, "counters": {}}

@@ -6,7 +6,6 @@ from flight_server.config import ConfigError, env_name, leaf_paths, load_setting
 def test_defaults_are_embedded():
     s = load_settings(environ={})
     assert s.server.grpc_port == 8080 and s.server.rest_port == 8081 and s.server.metrics_port == 9090
-    assert s.embedded
     assert s.object_store_url.startswith("file://")
     assert s.metadata_url.startswith("sqlite://")
 
