@@ -38,13 +38,15 @@ serve: install
 
 test: install-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: install-test
-	$(BIN)/pytest -q bench/micro --benchmark-only
+	$(BIN)/pytest -q tests/micro --benchmark-only
 	$(BIN)/miniodb bench all --report bench/RESULTS.md --plot bench/results.png --json bench/results.json
 
 ## regenerate the committed Flight SQL protobuf modules

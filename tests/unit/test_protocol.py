@@ -294,20 +294,6 @@ def test_json_helpers():
         protocol.dumps(object())
 
 
-def test_clients_protocol_imports_no_project_package():
-    import ast
-    import pathlib
-
-    source = pathlib.Path(protocol.__file__).read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert not imported & {"flight_server", "gateway", "bench", "tests"}
-
-
 # --------------------------------------------------------------------------------------------
 # SqlInfo
 # --------------------------------------------------------------------------------------------
