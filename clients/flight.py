@@ -136,6 +136,15 @@ def _close_quietly(writer) -> None:
         pass
 
 
+def _abort(writer) -> None:
+    """End a DoPut so the node fails it and commits nothing (see ``protocol.ABORT_UPLOAD``)."""
+    try:
+        writer.write_metadata(pa.py_buffer(protocol.ABORT_UPLOAD))
+    except (flight.FlightError, pa.ArrowException):
+        pass  # the node already failed the call: nothing of it commits either
+    _close_quietly(writer)
+
+
 class PreparedStatement:
     """A prepared statement on the node: bind parameters, execute as a query or an update."""
 
@@ -347,10 +356,24 @@ class Client:
 
     def _put(self, desc: flight.FlightDescriptor, schema: pa.Schema, data, extra_headers=None,
              progress: Callable[[int], None] | None = None):
-        """One DoPut: send ``data`` (tables or batches), finish, return the node's metadata reply."""
+        """One DoPut: send ``data`` (tables or batches), finish, return the node's metadata reply.
+
+        If reading ``data`` fails, the upload is aborted (the node fails the DoPut and keeps
+        nothing of it) and the input's error is raised, as a :mod:`clients.errors` class when
+        it came from Arrow or Flight, else as it was."""
         writer, reader = self._call(self._client.do_put, desc, schema, self._options(extra_headers))
+        items = iter(data)
         try:
-            for item in data:
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                except BaseException as exc:
+                    _abort(writer)
+                    if isinstance(exc, flight.FlightError | pa.ArrowException):
+                        raise translate(exc) from exc
+                    raise
                 if isinstance(item, pa.Table):
                     writer.write_table(item)
                 else:
@@ -360,7 +383,7 @@ class Client:
             writer.done_writing()
             meta = reader.read()
         except (flight.FlightError, pa.ArrowException) as exc:
-            _close_quietly(writer)
+            _close_quietly(writer)  # the node failed the call: its status is the error
             raise translate(exc) from None
         self._call(writer.close)
         return meta
