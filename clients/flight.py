@@ -16,6 +16,7 @@ Every error arrives as a :mod:`clients.errors` class, whatever the transport sai
 from __future__ import annotations
 
 import base64
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -69,6 +70,29 @@ def translate(exc: BaseException) -> errors.MinioDBError:
     if "[miniodb:" not in text and fallback is errors.Unavailable:
         err = errors.Unavailable(f"node unavailable: {err.message}")
     return err
+
+
+URI_SCHEMES = ("grpc", "grpc+tcp", "grpc+tls", "grpc+unix")
+ACCEPTED_URIS = "use grpc://host:port, grpc+tls://host:port or host:port (a node's Flight port, 8080 by default)"
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[\w.-]+)(?::\d+)?")
+
+
+def normalize_uri(uri: str) -> str:
+    """A node address as a Flight URI: ``host:port`` (or ``host``) means ``grpc://host:port``
+    (port 8080 by default); an HTTP URL (the REST gateway's) is refused with the accepted forms."""
+    text = uri.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        if _HOST_PORT.fullmatch(text):
+            has_port = "]:" in text if text.startswith("[") else ":" in text
+            return f"grpc://{text}" if has_port else f"grpc://{text}:8080"
+        raise errors.InvalidRequest(f"cannot use {uri!r} as a node address: {ACCEPTED_URIS}")
+    if scheme.lower() in ("http", "https"):
+        raise errors.InvalidRequest(f"{uri!r} is an HTTP address (the REST gateway speaks HTTP; the CLI and "
+                                    f"the Python client speak Flight): {ACCEPTED_URIS}")
+    if scheme.lower() not in URI_SCHEMES:
+        raise errors.InvalidRequest(f"unsupported scheme {scheme + '://'!r} in {uri!r}: {ACCEPTED_URIS}")
+    return text
 
 
 def to_arrow(data: Any) -> pa.Table | pa.RecordBatchReader:
@@ -246,7 +270,7 @@ class Client:
     def __init__(self, uri: str = "grpc://localhost:8080", *, username: str | None = None,
                  password: str | None = None, token: str | None = None, tls_root_certs: bytes | None = None,
                  disable_server_verification: bool = False, timeout: float | None = None):
-        self.uri = uri
+        self.uri = uri = normalize_uri(uri)
         kwargs: dict[str, Any] = {}
         if tls_root_certs:
             kwargs["tls_root_certs"] = tls_root_certs
@@ -312,6 +336,10 @@ class Client:
                 yield from self._call(r.to_reader)
 
         return pa.RecordBatchReader.from_batches(info.schema, batches())
+
+    def read(self, info: flight.FlightInfo) -> pa.RecordBatchReader:
+        """Stream the result described by ``info`` (from :meth:`flight_info`)."""
+        return self._read(info)
 
     def query_reader(self, sql: str, params: Any = None) -> pa.RecordBatchReader:
         """Stream the result of ``sql``; ``params`` bind its ``?`` placeholders (one row: a
@@ -420,6 +448,14 @@ class Client:
 
     def describe(self, table: str) -> dict:
         return self.action(protocol.ACTION_DESCRIBE_TABLE, {"name": table})
+
+    def table_schema(self, table: str) -> pa.Schema | None:
+        """The Arrow schema of ``table``, or None if there is no such table."""
+        try:
+            d = self.describe(table)
+        except errors.NotFound:
+            return None
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(d["schema_ipc"])))
 
     def create_table(self, name: str, schema: pa.Schema, config: dict | None = None,
                      if_not_exists: bool = False) -> dict:
