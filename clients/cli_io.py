@@ -146,7 +146,7 @@ def _read_csv(path: str, fmt: str, compression: str | None, delimiter: str | Non
     con = duckdb.connect()
     try:
         found, columns = con.execute(f"SELECT Delimiter, Columns FROM sniff_csv({_lit(path)}, sample_size=1, "
-                                     f"{', '.join(opts)})").fetchone()
+                                     f"{', '.join(opts)})").fetchall()[0]
     except duckdb.Error as exc:
         raise _duck_error(exc) from exc
     names = [c["name"] for c in columns]
