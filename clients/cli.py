@@ -64,12 +64,12 @@ class _Group(click.Group):
 
 
 _CONNECTION = (  # (flag, environment variable, help) of the options every client command takes
-    ("--uri", "MINIODB_URI", f"node address: grpc://host:port, grpc+tls://host:port or host:port "
-                             f"[default: {DEFAULT_URI}]"),
-    ("--username", "MINIODB_USERNAME", "user name for Basic auth (with --password)"),
-    ("--password", "MINIODB_PASSWORD", "API key (Basic auth)"),
-    ("--token", "MINIODB_TOKEN", "API key or token (Bearer auth)"),
-    ("--tls-root-certs", "MINIODB_TLS_ROOT_CERTS", "PEM file of the CA(s) that signed a grpc+tls node's certificate"),
+    ("--uri", "MINIODB_URI", "node address"),
+    ("--username", "MINIODB_USERNAME", "Basic auth user"),
+    ("--password", "MINIODB_PASSWORD", "Basic auth API key"),
+    ("--token", "MINIODB_TOKEN", "Bearer API key or token"),
+    ("--tls-root-certs", "MINIODB_TLS_ROOT_CERTS", "CA file of a grpc+tls node"),
+    ("--insecure", "MINIODB_TLS_INSECURE", "skip TLS certificate checks"),
 )
 
 
@@ -81,12 +81,12 @@ def _set_connection(ctx: click.Context, param: click.Parameter, value):
 
 def connection_options(fn):
     """The group's connection options, accepted after a client command too (there they win)."""
-    fn = click.option("--insecure", is_flag=True, default=False, expose_value=False, callback=_set_connection,
-                      help="grpc+tls without verifying the node's certificate, testing only "
-                           "(env MINIODB_TLS_INSECURE; also accepted before the command)")(fn)
     for flag, env, text in reversed(_CONNECTION):
-        fn = click.option(flag, default=None, expose_value=False, callback=_set_connection,
-                          help=f"{text} (env {env}; also accepted before the command)")(fn)
+        extra = {"is_flag": True, "default": False} if flag == "--insecure" else {"default": None}
+        if flag == "--tls-root-certs":
+            extra["type"] = click.Path(dir_okay=False)
+        fn = click.option(flag, expose_value=False, callback=_set_connection,
+                          help=f"{text}, as before the command (env {env})", **extra)(fn)
     return fn
 
 

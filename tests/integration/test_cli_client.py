@@ -248,3 +248,21 @@ def test_python_client_export():
     assert clients.Client is Client
     code = "import sys, clients; assert 'pyarrow.flight' not in sys.modules; from clients import Client"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_readme_python_examples_run_on_their_own_tables(shared_node):
+    """Every Python example of the README runs as written (against this node), each on a table
+    of its own, so following them in order gives no mixed-shape table."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    seen: dict[str, int] = {}
+    for i, code in enumerate(blocks):
+        for name in set(re.findall(r"\b(?:adbc_ingest|ingest)\(\"(\w+)\"", code)):
+            assert name not in seen, f"README examples {seen.get(name)} and {i} both write table {name!r}"
+            seen[name] = i
+        exec(compile(code.replace("grpc://localhost:8080", shared_node.flight), f"README block {i}", "exec"), {})
+    with shared_node.client() as c:
+        assert c.query("SELECT count(*) AS n FROM client_demo").column("n")[0].as_py() == 2
