@@ -240,9 +240,10 @@ def ingest(ctx, file, table, mode, fmt, delimiter, types):
         existing = c.table_schema(table) if mode in ("append", "create_append") else None
         known = {**({f.name: f.type for f in existing} if existing is not None else {}), **given}
         inp = cli_io.open_input(file, fmt, compression, delimiter, known)
+        cli_io.check_given(inp.schema, given)
         first = next(inp.batches, None)
         if first is None:
-            click.echo(_empty_input(c, file, table, inp.schema, existing, given, mode))
+            click.echo(cli_io.empty_input(c, file, table, inp, existing, given, mode))
             return
         with Progress(TextColumn("ingest"), BarColumn(), TextColumn("{task.completed:,} rows"), TimeElapsedColumn(),
                       transient=True, disable=not sys.stderr.isatty()) as bar:
@@ -250,21 +251,6 @@ def ingest(ctx, file, table, mode, fmt, delimiter, types):
             reader = pa.RecordBatchReader.from_batches(inp.schema, itertools.chain([first], inp.batches))
             rows = c.ingest(table, reader, mode=mode, progress=lambda n: bar.advance(task, n))
     click.echo(f"{rows} rows acknowledged into {table}")
-
-
-def _empty_input(c, file, table, schema, existing, given, mode) -> str:
-    """A file with a header and no rows: nothing to load; a new table needs every column's type."""
-    if existing is not None:
-        return f"{Path(file).name} has no rows: nothing loaded into {table}"
-    untyped = [f.name for f in schema if f.name not in given]
-    if untyped:
-        raise errors.InvalidRequest(
-            f"{Path(file).name} has no rows, so the types of its columns are unknown: give them with --types, "
-            f"e.g. --types '{','.join(f'{n}=string' for n in untyped[:3])}'")
-    if mode == "append":
-        raise errors.NotFound(f"table {table!r} not found (mode 'append' does not create tables)")
-    c.create_table(table, schema, if_not_exists=mode != "create")
-    return f"{Path(file).name} has no rows: created the empty table {table}"
 
 
 @main.command()

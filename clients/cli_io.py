@@ -43,6 +43,7 @@ class Input:
     schema: pa.Schema
     batches: Iterator[pa.RecordBatch]
     rows: int | None  # known up front (Parquet, Arrow), else None
+    self_typed: bool = False  # the file declares its column types (Parquet, Arrow)
 
 
 def detect_format(path: str, fmt: str | None = None) -> tuple[str, str | None]:
@@ -85,6 +86,17 @@ def parse_types(text: str | None) -> dict[str, pa.DataType]:
                                         f"(e.g. --types 'fare=float64,id=int64')")
         out[name.strip()] = parse_type(typ)
     return out
+
+
+def _connect():
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # timestamps with an offset arrive as UTC, not local time
+    except duckdb.Error:
+        pass  # no ICU: DuckDB then works in UTC anyway
+    return con
 
 
 def _lit(text: str) -> str:
@@ -143,7 +155,7 @@ def _read_csv(path: str, fmt: str, compression: str | None, delimiter: str | Non
         opts.append("delim='\t'")
     if compression:
         opts.append(f"compression={_lit(compression)}")
-    con = duckdb.connect()
+    con = _connect()
     try:
         found, columns = con.execute(f"SELECT Delimiter, Columns FROM sniff_csv({_lit(path)}, sample_size=1, "
                                      f"{', '.join(opts)})").fetchall()[0]
@@ -176,7 +188,7 @@ def _read_json(path: str, fmt: str, compression: str | None, known: dict[str, pa
     opts = ["sample_size=-1", f"format={_lit('newline_delimited' if fmt == 'jsonl' else 'auto')}"]
     if compression:
         opts.append(f"compression={_lit(compression)}")
-    con = duckdb.connect()
+    con = _connect()
     try:
         rel = con.sql(f"SELECT * FROM read_json({_lit(path)}, {', '.join(opts)})")
     except duckdb.Error as exc:
@@ -200,7 +212,7 @@ def _read_arrow(path: str, fmt: str, known: dict[str, pa.DataType]) -> Input:
             s = ipc.open_stream(path)
             src_schema, src, rows = s.schema, iter(s), None
     schema, casts = plan_casts(src_schema, _match(src_schema.names, known))
-    return Input(schema, (cast_batch(b, schema, casts) for b in src), rows)
+    return Input(schema, (cast_batch(b, schema, casts) for b in src), rows, self_typed=True)
 
 
 def open_input(path: str, fmt: str, compression: str | None = None, delimiter: str | None = None,
@@ -259,3 +271,27 @@ def cast_lossless(col: pa.Array, typ: pa.DataType, name: str) -> pa.Array:
             raise errors.InvalidRequest(
                 f"column {name!r} does not fit {typ}: {col[bad[0].as_py()].as_py()!r} would change")
     return out
+
+
+def check_given(schema: pa.Schema, given: dict[str, pa.DataType]) -> None:
+    """``--types`` may only name columns of the file."""
+    missing = [n for n in given if not _match([n], {f.name: f.type for f in schema})]
+    if missing:
+        raise errors.InvalidRequest(f"--types names columns the file does not have: {', '.join(missing)} "
+                                    f"(its columns: {', '.join(schema.names)})")
+
+
+def empty_input(c, file: str, table: str, inp: Input, existing: pa.Schema | None,
+                given: dict[str, pa.DataType], mode: str) -> str:
+    """A file with a header and no rows: nothing to load; a new table needs every column's type."""
+    if existing is not None:
+        return f"{Path(file).name} has no rows: nothing loaded into {table}"
+    untyped = [] if inp.self_typed else [n for n in inp.schema.names if not _match([n], given)]
+    if untyped:
+        raise errors.InvalidRequest(
+            f"{Path(file).name} has no rows, so the types of its columns are unknown: give them with --types, "
+            f"e.g. --types '{','.join(f'{n}=string' for n in untyped[:3])}'")
+    if mode == "append":
+        raise errors.NotFound(f"table {table!r} not found (mode 'append' does not create tables)")
+    c.create_table(table, inp.schema, if_not_exists=mode != "create")
+    return f"{Path(file).name} has no rows: created the empty table {table}"

@@ -160,6 +160,24 @@ def test_header_only_csv(shared_node, tmp_path):
     assert r.exit_code == 0 and "no rows" in r.output
 
 
+def test_types_must_name_columns_of_the_file(shared_node, tmp_path):
+    src = tmp_path / "few.csv"
+    src.write_text("a,b\n1,2\n")
+    r = cli(shared_node, "ingest", str(src), "--table", "few", "--types", "c=int64")
+    assert r.exit_code == 2 and "'c'" not in r.output and "c" in r.output and "a, b" in r.output
+    with shared_node.client() as c:
+        assert c.table_schema("few") is None
+
+
+def test_empty_parquet_creates_its_table(shared_node, tmp_path):
+    src = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"a": pa.array([], pa.int32()), "b": pa.array([], pa.string())}), src)
+    r = cli(shared_node, "ingest", str(src), "--table", "empty_pq")
+    assert r.exit_code == 0, r.output
+    with shared_node.client() as c:
+        assert c.table_schema("empty_pq").types == [pa.int32(), pa.string()]
+
+
 # -- URIs, errors, options -----------------------------------------------------------------
 
 def test_uri_forms(shared_node):
