@@ -4,8 +4,9 @@ CSV and JSON are read by an in-memory DuckDB (its sniffer detects the delimiter 
 ``sample_size=-1``, infers each column's type from the whole file, so a float in the last rows
 does not break an integer guess; it reads ``.gz``/``.zst`` and JSON arrays as well as JSON
 Lines). Columns whose type is known (the target table's schema, or ``--types``) are read as
-text and converted by Arrow's strict casts: ``6.24`` is not an integer and ``6.245`` is not a
-``decimal(10,2)``, so such a value fails the whole upload instead of being rounded.
+text (dates and times: parsed by DuckDB) and converted by Arrow's strict casts: ``6.24`` is not
+an integer and ``6.245`` is not a ``decimal(10,2)``, so such a value fails the whole upload
+instead of being rounded.
 Parquet and Arrow IPC files are read by pyarrow.
 """
 
@@ -118,6 +119,21 @@ def _match(names: list[str], targets: dict[str, pa.DataType]) -> dict[str, pa.Da
             if n in targets or n.lower() in lower}
 
 
+def _csv_type(t: pa.DataType) -> str:
+    """How DuckDB reads a CSV column of known type ``t``: dates and times parsed by DuckDB
+    (offsets, ``T`` or a space); numbers and everything else as text, for Arrow's strict casts
+    (DuckDB would round ``6.245`` into ``DECIMAL(10,2)``)."""
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_time(t):
+        return "TIME"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    return "VARCHAR"
+
+
 def _duck_error(exc: Exception) -> errors.InvalidRequest:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return errors.InvalidRequest(f"cannot read the file: {first}")
@@ -149,16 +165,13 @@ def _read_csv(path: str, fmt: str, compression: str | None, delimiter: str | Non
     import duckdb
 
     opts = ["header=true"]
-    if delimiter:
-        opts.append(f"delim={_lit(_delimiter(delimiter))}")
-    elif fmt == "tsv":
-        opts.append("delim='\t'")
     if compression:
         opts.append(f"compression={_lit(compression)}")
+    given = [f"delim={_lit(_delimiter(delimiter))}"] if delimiter else ["delim='\t'"] if fmt == "tsv" else []
     con = _connect()
     try:
-        found, columns = con.execute(f"SELECT Delimiter, Columns FROM sniff_csv({_lit(path)}, sample_size=1, "
-                                     f"{', '.join(opts)})").fetchall()[0]
+        found, columns = con.execute(f"SELECT Delimiter, Columns FROM sniff_csv({_lit(path)}, "
+                                     f"{', '.join(opts + given)})").fetchall()[0]
     except duckdb.Error as exc:
         raise _duck_error(exc) from exc
     names = [c["name"] for c in columns]
@@ -168,10 +181,10 @@ def _read_csv(path: str, fmt: str, compression: str | None, delimiter: str | Non
             shown = "\\t" if hint == "\t" else hint
             raise errors.InvalidRequest(f"{Path(path).name} was read as one column named {names[0]!r}; if its fields "
                                         f"are separated by {shown!r}, give --delimiter '{shown}'")
+    opts.append(f"delim={_lit(found)}")  # the columns named below are those of this delimiter
     typed = _match(names, known)
     if typed:
-        # known columns arrive as text and are converted by Arrow's strict casts
-        opts.append("types={" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in typed) + "}")
+        opts.append("types={" + ", ".join(f"{_lit(n)}: {_lit(_csv_type(t))}" for n, t in typed.items()) + "}")
     if len(typed) < len(names):
         opts.append("sample_size=-1")  # infer the other columns from every row, not the first ones
     try:

@@ -104,6 +104,19 @@ def test_csv_into_decimal_table_uses_its_types(shared_node, tmp_path):
     assert count(shared_node, "prices") == 2
 
 
+def test_csv_into_temporal_table(shared_node, tmp_path):
+    with shared_node.client() as c:
+        c.execute("CREATE TABLE stamps (seen TIMESTAMPTZ, day DATE, ok BOOLEAN)")
+    src = tmp_path / "stamps.csv"
+    src.write_text("seen,day,ok\n2024-01-01 10:00:00,2024-01-01,true\n2024-01-01T10:00:00+02:00,2024-01-02,f\n")
+    r = cli(shared_node, "ingest", str(src), "--table", "stamps")
+    assert r.exit_code == 0, r.output
+    with shared_node.client() as c:
+        t = c.query("SELECT epoch(seen)::BIGINT AS s, day::VARCHAR AS day, ok FROM stamps ORDER BY day")
+    assert t.to_pylist() == [{"s": 1704103200, "day": "2024-01-01", "ok": True},
+                             {"s": 1704096000, "day": "2024-01-02", "ok": False}]
+
+
 @pytest.mark.parametrize("name,write", [
     ("semi.csv", lambda p: p.write_text("a;b\n1;x\n2;y\n")),
     ("tabs.tsv", lambda p: p.write_text("a\tb\n1\tx\n2\ty\n")),
