@@ -297,3 +297,29 @@ def test_readme_python_examples_run_on_their_own_tables(shared_node):
         exec(compile(code.replace("grpc://localhost:8080", shared_node.flight), f"README block {i}", "exec"), {})
     with shared_node.client() as c:
         assert c.query("SELECT count(*) AS n FROM client_demo").column("n")[0].as_py() == 2
+
+
+def test_tls_and_auth_options_after_the_command_and_from_env(tmp_path):
+    from tests.fixtures.certs import make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    key = "cli-key-4c1d9e"
+    env = {"MINIODB_SERVER_TLS_ENABLED": "true", "MINIODB_SERVER_TLS_CERT_FILE": str(certs.cert_file),
+           "MINIODB_SERVER_TLS_KEY_FILE": str(certs.key_file), "MINIODB_SERVER_AUTH_ENABLED": "true",
+           "MINIODB_SERVER_API_KEYS": key}
+    n = NodeProcess(tmp_path / "tls", env=env).start()
+    try:
+        runner = CliRunner()
+        after = ["sql", "SELECT 7 AS x", "--format", "csv", "--uri", n.flight, "--tls-root-certs",
+                 str(certs.ca_file), "--token", key]
+        r = runner.invoke(main, after, catch_exceptions=False)
+        assert r.exit_code == 0 and r.output.splitlines()[-1] == "7", r.output
+        r = runner.invoke(main, ["sql", "SELECT 7 AS x", "--format", "csv"], catch_exceptions=False,
+                          env={"MINIODB_URI": n.flight,
+                               "MINIODB_TLS_ROOT_CERTS": str(certs.ca_file), "MINIODB_USERNAME": "u",
+                               "MINIODB_PASSWORD": key})
+        assert r.exit_code == 0 and r.output.splitlines()[-1] == "7", r.output
+        r = runner.invoke(main, after[:-1] + ["wrong-key"], catch_exceptions=False)
+        assert r.exit_code == 1 and "unauthenticated" in r.output and len(r.output.strip().splitlines()) == 1
+    finally:
+        n.terminate()
