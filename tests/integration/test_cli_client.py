@@ -36,8 +36,12 @@ def cli(node, *args, uri_after: bool = False):
 
 
 def count(node, table: str) -> int:
+    """Rows of ``table``; 0 if there is no such table."""
     with node.client() as c:
-        return c.query(f"SELECT count(*) AS n FROM {table}").column("n")[0].as_py()
+        try:
+            return c.query(f"SELECT count(*) AS n FROM {table}").column("n")[0].as_py()
+        except errors.NotFound:
+            return 0
 
 
 def trips_csv(path: Path, good: int, bad_value: str | None, tail: int = 0) -> Path:
