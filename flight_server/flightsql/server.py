@@ -804,7 +804,7 @@ def _batches(reader):
         if chunk.data is not None:
             yield chunk.data
         elif chunk.app_metadata is not None and chunk.app_metadata.to_pybytes() == protocol.ABORT_UPLOAD:
-            raise Cancelled("the client aborted the upload (its input failed); nothing was written")
+            raise Cancelled("the client aborted the upload (its input failed)")
 
 
 def _drain(reader) -> None:
