@@ -18,6 +18,17 @@ import click
 from . import errors
 
 DEFAULT_URI = "grpc://localhost:8080"
+INPUT_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "arrow")  # == cli_io.FORMATS (not imported: pyarrow)
+CONNECTION_ENV = """\b
+Connection options go before or after the command (miniodb sql ... --uri X).
+Environment variables:
+  MINIODB_URI             node address (grpc://host:port, grpc+tls://host:port
+                          or host:port)
+  MINIODB_TOKEN           API key or token (Bearer auth)
+  MINIODB_USERNAME        user name (Basic auth, with MINIODB_PASSWORD)
+  MINIODB_PASSWORD        API key (Basic auth)
+  MINIODB_TLS_ROOT_CERTS  PEM file of the CA(s) of a grpc+tls node
+  MINIODB_TLS_INSECURE    1: grpc+tls without verifying the certificate"""
 
 
 def _client(ctx: click.Context):
@@ -59,20 +70,66 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except errors.MinioDBError as exc:
             _fail(exc)
+        except Exception as exc:
+            # a library's or the OS's error (a result stream that broke, a file that cannot be
+            # read ...): one line, never a traceback
+            lib = type(exc).__module__.split(".")[0]
+            if lib == "pyarrow":
+                from .flight import translate
+
+                _fail(translate(exc))
+            if lib != "duckdb" and not isinstance(exc, OSError):
+                raise
+            lines = str(exc).strip().splitlines()
+            click.echo(f"error: {lines[0] if lines else type(exc).__name__}", err=True)
+            sys.exit(1)
 
 
-@click.group(cls=_Group)
-@click.option("--uri", envvar="MINIODB_URI", default=DEFAULT_URI, show_default=True, help="Flight URI of a node")
-@click.option("--username", envvar="MINIODB_USERNAME", default=None)
-@click.option("--password", envvar="MINIODB_PASSWORD", default=None, help="API key (Basic auth)")
-@click.option("--token", envvar="MINIODB_TOKEN", default=None, help="API key or token (Bearer auth)")
+_CONNECTION = (  # (flag, environment variable, help) of the options every client command takes
+    ("--uri", "MINIODB_URI", "node address"),
+    ("--username", "MINIODB_USERNAME", "Basic auth user"),
+    ("--password", "MINIODB_PASSWORD", "Basic auth API key"),
+    ("--token", "MINIODB_TOKEN", "Bearer API key or token"),
+    ("--tls-root-certs", "MINIODB_TLS_ROOT_CERTS", "CA file of a grpc+tls node"),
+    ("--insecure", "MINIODB_TLS_INSECURE", "skip TLS certificate checks"),
+)
+
+
+def _set_connection(ctx: click.Context, param: click.Parameter, value):
+    if value not in (None, False):
+        ctx.ensure_object(dict)[param.name] = value
+    return value
+
+
+def connection_options(fn):
+    """The group's connection options, accepted after a client command too (there they win)."""
+    for flag, env, text in reversed(_CONNECTION):
+        extra = {"is_flag": True, "default": False} if flag == "--insecure" else {"default": None}
+        if flag == "--tls-root-certs":
+            extra["type"] = click.Path(dir_okay=False)
+        fn = click.option(flag, expose_value=False, callback=_set_connection,
+                          help=f"{text}, as before the command (env {env})", **extra)(fn)
+    return fn
+
+
+@click.group(cls=_Group, epilog=CONNECTION_ENV)
+@click.option("--uri", envvar="MINIODB_URI", default=DEFAULT_URI, show_default=True,
+              help="node address: grpc://host:port, grpc+tls://host:port or host:port (env MINIODB_URI)")
+@click.option("--username", envvar="MINIODB_USERNAME", default=None,
+              help="user name for Basic auth, with --password (env MINIODB_USERNAME)")
+@click.option("--password", envvar="MINIODB_PASSWORD", default=None, help="API key, Basic auth (env MINIODB_PASSWORD)")
+@click.option("--token", envvar="MINIODB_TOKEN", default=None,
+              help="API key or token, Bearer auth (env MINIODB_TOKEN)")
 @click.option("--tls-root-certs", envvar="MINIODB_TLS_ROOT_CERTS", type=click.Path(dir_okay=False), default=None,
-              help="PEM file of the CA(s) that signed a grpc+tls node's certificate")
+              help="PEM file of the CA(s) that signed a grpc+tls node's certificate (env MINIODB_TLS_ROOT_CERTS)")
 @click.option("--insecure", is_flag=True, envvar="MINIODB_TLS_INSECURE",
-              help="grpc+tls without verifying the node's certificate (testing only)")
+              help="grpc+tls without verifying the node's certificate, testing only (env MINIODB_TLS_INSECURE)")
 @click.pass_context
 def main(ctx, uri, username, password, token, tls_root_certs, insecure):
-    """MinIODB: a columnar analytics server speaking Arrow Flight SQL."""
+    """MinIODB: a columnar analytics server speaking Arrow Flight SQL.
+
+    `miniodb serve` runs a node; the other commands are its clients.
+    """
     ctx.ensure_object(dict)
     ctx.obj.update(uri=uri, username=username, password=password, token=token, tls_root_certs=tls_root_certs,
                    insecure=insecure)
@@ -80,105 +137,91 @@ def main(ctx, uri, username, password, token, tls_root_certs, insecure):
 
 @main.command()
 @click.argument("sql")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
+              help="output format; json is one object per line  [default: the -o file's extension "
+                   "(.csv, .json, .parquet, .txt), else table]")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="write the result to this file instead of the terminal")
+@connection_options
 @click.pass_context
 def sql(ctx, sql, fmt, output):
-    """Run one SQL statement and print (or save) the result."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
+    """Run one SQL statement and print (or save) the result.
 
+    CREATE TABLE, DROP TABLE and INSERT print what they did ("3 rows inserted")."""
+    from . import cli_output as out
+
+    fmt = out.output_format(fmt, output)
     with _client(ctx) as c:
-        if fmt == "parquet":
-            if not output:
-                raise click.UsageError("--format parquet needs --output FILE")
-            reader = c.query_reader(sql)
-            with pq.ParquetWriter(output, reader.schema, compression="zstd") as w:
-                for batch in reader:
-                    w.write_batch(batch)
+        info = c.flight_info(sql)
+        if len(info.schema) == 0:  # DDL/DML: the node ran it and reports the rows it changed
+            click.echo(out.update_summary(sql, info.total_records))
             return
-        table = c.query(sql)
-    if fmt == "csv":
-        sink = output or sys.stdout.buffer
-        pacsv.write_csv(table, sink)
-        return
-    if fmt == "json":
-        text = "\n".join(json.dumps(r, default=str) for r in table.to_pylist())
-    else:
-        text = _render_table(table)
-    if output:
-        Path(output).write_text(text + "\n")
-    else:
-        click.echo(text)
-
-
-def _render_table(table, limit: int = 1000) -> str:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(show_lines=False)
-    for f in table.schema:
-        t.add_column(f"{f.name}\n{f.type}")
-    for row in table.slice(0, limit).to_pylist():
-        t.add_row(*["NULL" if v is None else str(v) for v in row.values()])
-    console = Console(record=True, width=200)
-    with console.capture() as cap:
-        console.print(t)
-        if table.num_rows > limit:
-            console.print(f"... {table.num_rows - limit} more rows")
-        console.print(f"({table.num_rows} rows)")
-    return cap.get().rstrip()
-
-
-def _read_input(path: str):
-    """An Arrow reader over a CSV, Parquet, JSON Lines or Arrow IPC file (chosen by suffix)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.ipc as ipc
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-
-    suffix = Path(path).suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        pf = pq.ParquetFile(path)
-        return pf.schema_arrow, pf.iter_batches(batch_size=65536), pf.metadata.num_rows
-    if suffix == ".csv":
-        r = pacsv.open_csv(path)
-        return r.schema, iter(r), None
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        t = pajson.read_json(path)
-        return t.schema, iter(t.to_batches(65536)), t.num_rows
-    if suffix in (".arrow", ".arrows", ".ipc", ".feather"):
-        try:
-            r = ipc.open_file(path)
-            return r.schema, (r.get_batch(i) for i in range(r.num_record_batches)), None
-        except pa.ArrowInvalid:
-            s = ipc.open_stream(path)
-            return s.schema, iter(s), None
-    raise click.UsageError(f"unknown file type {suffix!r}: use .csv, .parquet, .jsonl or .arrow")
+        reader = c.read(info)
+        if fmt == "parquet":
+            out.write_parquet(reader, output)
+        elif fmt == "csv":
+            out.write_csv(reader, output)
+        elif fmt == "json":
+            out.write_json(reader, output)
+        else:
+            text = out.render_table(reader.read_all())
+            if output:
+                Path(output).write_text(text + "\n")
+            else:
+                click.echo(text)
 
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--table", "-t", required=True)
-@click.option("--mode", type=click.Choice(["create", "append", "replace", "create_append"]), default="create_append")
+@click.option("--table", "-t", required=True, help="the table to load into")
+@click.option("--mode", type=click.Choice(["create", "append", "replace", "create_append"]), default="create_append",
+              show_default=True, help="create: a new table; append: an existing one; replace: drop and create; "
+                                      "create_append: either")
+@click.option("--format", "fmt", type=click.Choice(INPUT_FORMATS), default=None,
+              help="input format  [default: from the file's extension]")
+@click.option("--delimiter", "-d", default=None,
+              help="CSV field separator, e.g. ';' or tab  [default: detected (tab for .tsv)]")
+@click.option("--types", "--schema", "types", default=None, metavar="COL=TYPE,...",
+              help="column types, e.g. 'id=int64,fare=float64,price=decimal(10,2)'  [default: the table's "
+                   "types if it exists, else inferred from the whole file]")
+@connection_options
 @click.pass_context
-def ingest(ctx, file, table, mode):
-    """Load a CSV, Parquet, JSON Lines or Arrow IPC file into a table."""
+def ingest(ctx, file, table, mode, fmt, delimiter, types):
+    """Load a file into a table, all or nothing.
+
+    Formats: CSV, TSV, JSON (an array of objects, or JSON Lines), Parquet and Arrow IPC; CSV,
+    TSV and JSON may be compressed (.gz, .zst). Values are converted to the existing table's
+    column types when that loses nothing (CSV text to DECIMAL, ...); a value that does not fit
+    fails the whole load."""
+    import itertools
+
     import pyarrow as pa
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    schema, batches, total = _read_input(file)
-    with _client(ctx) as c, Progress(TextColumn("ingest"), BarColumn(), TextColumn("{task.completed:,} rows"),
-                                     TimeElapsedColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("ingest", total=total)
-        reader = pa.RecordBatchReader.from_batches(schema, batches)
-        rows = c.ingest(table, reader, mode=mode, progress=lambda n: bar.advance(task, n))
+    from . import cli_io
+
+    fmt, compression = cli_io.detect_format(file, fmt)
+    given = cli_io.parse_types(types)
+    with _client(ctx) as c:
+        existing = c.table_schema(table) if mode in ("append", "create_append") else None
+        known = {**({f.name: f.type for f in existing} if existing is not None else {}), **given}
+        inp = cli_io.open_input(file, fmt, compression, delimiter, known)
+        cli_io.check_given(inp.schema, given)
+        first = next(inp.batches, None)
+        if first is None:
+            click.echo(cli_io.empty_input(c, file, table, inp, existing, given, mode))
+            return
+        with Progress(TextColumn("ingest"), BarColumn(), TextColumn("{task.completed:,} rows"), TimeElapsedColumn(),
+                      transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("ingest", total=inp.rows)
+            reader = pa.RecordBatchReader.from_batches(inp.schema, itertools.chain([first], inp.batches))
+            rows = c.ingest(table, reader, mode=mode, progress=lambda n: bar.advance(task, n))
     click.echo(f"{rows} rows acknowledged into {table}")
 
 
 @main.command()
 @click.option("--pattern", default=None, help="glob, e.g. 'trips_*'")
+@connection_options
 @click.pass_context
 def tables(ctx, pattern):
     """List tables."""
@@ -189,6 +232,7 @@ def tables(ctx, pattern):
 
 @main.command()
 @click.argument("table")
+@connection_options
 @click.pass_context
 def describe(ctx, table):
     """Schema, config and stats of a table (JSON)."""
@@ -199,7 +243,8 @@ def describe(ctx, table):
 
 
 @main.command()
-@click.option("--table", "-t", default=None)
+@click.option("--table", "-t", default=None, help="only this table  [default: every table]")
+@connection_options
 @click.pass_context
 def flush(ctx, table):
     """Flush buffered rows to Parquet now."""
@@ -209,6 +254,7 @@ def flush(ctx, table):
 
 
 @main.command()
+@connection_options
 @click.pass_context
 def status(ctx):
     """Node status: buffers, WAL, cache and the live nodes."""
@@ -217,6 +263,7 @@ def status(ctx):
 
 
 @main.command()
+@connection_options
 @click.pass_context
 def backup(ctx):
     """Back up all metadata to the object store now (_meta/backups/backup_*.json)."""
@@ -230,6 +277,7 @@ def backup(ctx):
 @main.command()
 @click.option("--days", type=float, default=None, help="only backups younger than this many days")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
+@connection_options
 @click.pass_context
 def backups(ctx, days, as_json):
     """List metadata backups, newest first."""
@@ -248,6 +296,7 @@ def backups(ctx, days, as_json):
 @click.option("--from-latest", is_flag=True, help="restore the newest backup")
 @click.option("--file", "backup_file", default=None, help="backup file name, e.g. backup_20240118_030000.json")
 @click.option("--dry-run", is_flag=True, help="only report what would change")
+@connection_options
 @click.pass_context
 def restore(ctx, from_latest, backup_file, dry_run):
     """Restore all metadata from a backup (prints the changes as JSON)."""

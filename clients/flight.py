@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from . import errors, protocol
+from .address import normalize_uri
 from .protocol import sql_pb2
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # split client batches well under gRPC's 16 MiB default
@@ -136,6 +137,15 @@ def _close_quietly(writer) -> None:
         pass
 
 
+def _abort(writer) -> None:
+    """End a DoPut so the node fails it and commits nothing (see ``protocol.ABORT_UPLOAD``)."""
+    try:
+        writer.write_metadata(pa.py_buffer(protocol.ABORT_UPLOAD))
+    except (flight.FlightError, pa.ArrowException):
+        pass  # the node already failed the call: nothing of it commits either
+    _close_quietly(writer)
+
+
 class PreparedStatement:
     """A prepared statement on the node: bind parameters, execute as a query or an update."""
 
@@ -237,7 +247,7 @@ class Client:
     def __init__(self, uri: str = "grpc://localhost:8080", *, username: str | None = None,
                  password: str | None = None, token: str | None = None, tls_root_certs: bytes | None = None,
                  disable_server_verification: bool = False, timeout: float | None = None):
-        self.uri = uri
+        self.uri = uri = normalize_uri(uri)
         kwargs: dict[str, Any] = {}
         if tls_root_certs:
             kwargs["tls_root_certs"] = tls_root_certs
@@ -304,6 +314,10 @@ class Client:
 
         return pa.RecordBatchReader.from_batches(info.schema, batches())
 
+    def read(self, info: flight.FlightInfo) -> pa.RecordBatchReader:
+        """Stream the result described by ``info`` (from :meth:`flight_info`)."""
+        return self._read(info)
+
     def query_reader(self, sql: str, params: Any = None) -> pa.RecordBatchReader:
         """Stream the result of ``sql``; ``params`` bind its ``?`` placeholders (one row: a
         list/tuple; several rows: a list of tuples or Arrow/pandas/Polars data, results
@@ -347,10 +361,24 @@ class Client:
 
     def _put(self, desc: flight.FlightDescriptor, schema: pa.Schema, data, extra_headers=None,
              progress: Callable[[int], None] | None = None):
-        """One DoPut: send ``data`` (tables or batches), finish, return the node's metadata reply."""
+        """One DoPut: send ``data`` (tables or batches), finish, return the node's metadata reply.
+
+        If reading ``data`` fails, the upload is aborted (the node fails the DoPut and keeps
+        nothing of it) and the input's error is raised, as a :mod:`clients.errors` class when
+        it came from Arrow or Flight, else as it was."""
         writer, reader = self._call(self._client.do_put, desc, schema, self._options(extra_headers))
+        items = iter(data)
         try:
-            for item in data:
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                except BaseException as exc:
+                    _abort(writer)
+                    if isinstance(exc, flight.FlightError | pa.ArrowException):
+                        raise translate(exc) from exc
+                    raise
                 if isinstance(item, pa.Table):
                     writer.write_table(item)
                 else:
@@ -360,7 +388,7 @@ class Client:
             writer.done_writing()
             meta = reader.read()
         except (flight.FlightError, pa.ArrowException) as exc:
-            _close_quietly(writer)
+            _close_quietly(writer)  # the node failed the call: its status is the error
             raise translate(exc) from None
         self._call(writer.close)
         return meta
@@ -397,6 +425,14 @@ class Client:
 
     def describe(self, table: str) -> dict:
         return self.action(protocol.ACTION_DESCRIBE_TABLE, {"name": table})
+
+    def table_schema(self, table: str) -> pa.Schema | None:
+        """The Arrow schema of ``table``, or None if there is no such table."""
+        try:
+            d = self.describe(table)
+        except errors.NotFound:
+            return None
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(d["schema_ipc"])))
 
     def create_table(self, name: str, schema: pa.Schema, config: dict | None = None,
                      if_not_exists: bool = False) -> dict:

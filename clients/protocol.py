@@ -55,6 +55,7 @@ __all__ = [
     "ACTION_SET_SESSION_OPTIONS",
     "ACTION_STATUS",
     "ACTION_REQUESTS",
+    "ABORT_UPLOAD",
     "BATCH_ID_HEADER",
     "COMMANDS",
     "CUSTOM_ACTIONS",
@@ -272,6 +273,11 @@ ACTION_REQUESTS: Final[Mapping[str, type[Message]]] = {
 
 #: Idempotency key of an ingest (DoPut) call: a retried batch with the same id is applied once.
 BATCH_ID_HEADER: Final = "x-miniodb-batch-id"
+
+#: ``app_metadata`` of a data-less DoPut message: the client's input failed mid-upload, so the
+#: node must fail the DoPut and commit nothing of it (pyarrow's Flight client cannot cancel a
+#: call, and closing the writer ends the stream as cleanly as a finished upload).
+ABORT_UPLOAD: Final = b"miniodb:abort-upload"
 
 # --------------------------------------------------------------------------------------------
 # JSON bodies of custom actions

@@ -803,6 +803,8 @@ def _batches(reader):
             return
         if chunk.data is not None:
             yield chunk.data
+        elif chunk.app_metadata is not None and chunk.app_metadata.to_pybytes() == protocol.ABORT_UPLOAD:
+            raise Cancelled("the client aborted the upload (its input failed)")
 
 
 def _drain(reader) -> None:
