@@ -194,9 +194,10 @@ class SQLiteMetadataStore(MetadataStore):
         return "claimed", 0, node_id
 
     def renew_batch(self, batch_id, node_id, incarnation, ttl) -> bool:
+        now = self._clock()
         with self._tx() as db:
             cur = db.execute("UPDATE batches SET expires_at=? WHERE batch_id=? AND state='run' AND node_id=? "
-                             "AND incarnation=?", (self._clock() + ttl, batch_id, node_id, incarnation))
+                             "AND incarnation=? AND expires_at > ?", (now + ttl, batch_id, node_id, incarnation, now))
             return cur.rowcount > 0
 
     def finish_batch(self, batch_id, rows) -> None:
