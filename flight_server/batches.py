@@ -23,6 +23,7 @@ Where an id lives:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -30,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
-from clients.errors import MinioDBError, Unavailable
+from clients.errors import InvalidRequest, MinioDBError, Unavailable
 
 from .metadata.base import MetadataStore
 
@@ -38,6 +39,8 @@ log = logging.getLogger("miniodb.batches")
 
 T = TypeVar("T")
 MAX_REMEMBERED = 100_000  # finished ids kept in memory (older ones are asked of the store)
+MAX_ID_LENGTH = 256
+_PRINTABLE = re.compile(r"^[\x20-\x7e]+$")  # what a gRPC header or an HTTP header may hold
 
 
 class _InFlight:
@@ -84,6 +87,8 @@ class BatchLedger:
     def apply(self, batch_id: str, fn: Callable[[], T], rows_of: Callable[[T], int],
               duplicate: Callable[[int], T]) -> T:
         """Run ``fn`` once for ``batch_id``; a duplicate gets ``duplicate(rows of the original)``."""
+        if len(batch_id) > MAX_ID_LENGTH or not _PRINTABLE.match(batch_id):
+            raise InvalidRequest(f"a batch id must be 1 to {MAX_ID_LENGTH} printable ASCII characters")
         deadline = self._clock() + self.wait
         while True:
             with self._lock:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from clients.errors import Unavailable
+from clients.errors import InvalidRequest, Unavailable
 from flight_server.batches import BatchLedger
 from flight_server.buffer import BufferManager
 from flight_server.cache import FileCache
@@ -230,3 +230,33 @@ def test_the_owner_renews_its_claim_while_applying(tmp_path):
     rig.ingestor.ingest("t", stream(), SCHEMA, batch_id="r")
     assert seen == [("busy", 0, "n1")]
     assert rig.metadata.claim_batch("r", "n2", "other", 30) == ("done", 3, "")
+
+
+def test_a_batch_the_store_could_not_record_is_acknowledged_and_recorded_later(tmp_path):
+    """The store fails right after the WAL commit (a fault a real store cannot be made to have at
+    that instant): the rows are durable, so the DoPut succeeds; the id is recorded later."""
+    rig = Rig(tmp_path)
+    real = rig.metadata.finish_batch
+    failing = [True]
+
+    def finish(batch_id, rows):
+        if failing[0]:
+            raise Unavailable("metadata store unavailable: injected")
+        real(batch_id, rows)
+
+    rig.metadata.finish_batch = finish
+    res = rig.ingestor.ingest("t", iter([_batch(0, 9)]), SCHEMA, batch_id="u")
+    assert (res.rows, res.duplicate) == (9, False)
+    assert rig.ingestor.ingest("t", iter([_batch(0, 9)]), SCHEMA, batch_id="u").duplicate  # from memory
+    assert rig.metadata.claim_batch("u", "n2", "other", 30) == ("busy", 0, "n1")  # still claimed
+    failing[0] = False
+    rig.ledger.renew_once()
+    assert rig.metadata.claim_batch("u", "n2", "other", 30) == ("done", 9, "")
+
+
+@pytest.mark.parametrize("bad", ["x" * 257, "tab\there", "é"])
+def test_batch_ids_are_short_printable_ascii(tmp_path, bad):
+    rig = Rig(tmp_path)
+    with pytest.raises(InvalidRequest):
+        rig.ingestor.ingest("t", iter([_batch(0, 1)]), SCHEMA, batch_id=bad)
+    assert rig.buffers.get("t") is None
