@@ -4,8 +4,11 @@ DoPut streams, across a node killed mid-stream, and across two nodes sharing Red
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
@@ -129,6 +132,45 @@ def test_a_node_killed_mid_stream_applies_nothing_and_the_retry_applies_the_whol
     n.start()
     with n.client() as c:
         assert ids(c, "eo_kill") == list(range(-5, 20_000))
+
+
+ABORTING_CLIENT = """
+import sys, time
+import pyarrow.flight as flight
+from tests.fixtures.helpers import rows
+data = rows(0, 20_000)
+client = flight.FlightClient(sys.argv[1])
+opts = flight.FlightCallOptions(headers=[(b"x-miniodb-batch-id", b"aborted")])
+writer, _ = client.do_put(flight.FlightDescriptor.for_path("eo_abort"), data.schema, opts)
+for b in data.to_batches(max_chunksize=1000)[:12]:
+    writer.write_batch(b)
+print("sent", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_client_that_dies_mid_stream_leaves_nothing_and_its_retry_applies_the_whole_batch(node_factory):
+    n = node_factory(env={"MINIODB_WAL_CHUNK_BYTES": str(CHUNK)})
+    with n.client() as c:
+        c.ingest("eo_abort", rows(-5, 5))
+    wal = n.data_dir / "wal"
+    proc = subprocess.Popen([sys.executable, "-c", ABORTING_CLIENT, n.flight], stdout=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stdout.readline().strip() == b"sent"
+        wait_until(lambda: len(list(wal.glob("pending-*.tmp"))) >= 2, timeout=30, interval=0.05,
+                   what="chunks of the stream durable in the WAL")
+    finally:
+        proc.kill()  # kill -9: the DoPut is never finished
+        proc.wait(30)
+    wait_until(lambda: not list(wal.glob("pending-*.tmp")), timeout=30, interval=0.05,
+               what="the node dropped the broken stream's chunks")
+    data = rows(0, 20_000)
+    with n.client() as c:
+        assert ids(c, "eo_abort") == list(range(-5, 0))
+        assert c.ingest("eo_abort", data, batch_id="aborted") == 20_000
+        assert c.ingest("eo_abort", data, batch_id="aborted") == 20_000
+        assert ids(c, "eo_abort") == list(range(-5, 20_000))
 
 
 @pytest.mark.redis
