@@ -98,6 +98,13 @@ class WalSettings:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    dedup_window: float = 86_400.0  # seconds a batch id (x-miniodb-batch-id, Idempotency-Key) is remembered
+    dedup_claim_ttl: float = 10.0  # an in-flight claim of a batch id lives this long unless renewed
+    dedup_wait: float = 300.0  # most seconds a duplicate waits for the original's outcome
+
+
+@dataclass(frozen=True)
 class QuerySettings:
     cache_enabled: bool = False
     cache_distributed: bool = False
@@ -140,6 +147,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     buffer: BufferSettings = field(default_factory=BufferSettings)
     wal: WalSettings = field(default_factory=WalSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
@@ -347,6 +355,10 @@ def _validate(s: Settings) -> None:
         bad("buffer.size", "must be positive")
     if s.buffer.flush_interval <= 0:
         bad("buffer.flush_interval", "must be positive")
+    for path, value in (("ingest.dedup_window", s.ingest.dedup_window),
+                        ("ingest.dedup_claim_ttl", s.ingest.dedup_claim_ttl), ("ingest.dedup_wait", s.ingest.dedup_wait)):
+        if value <= 0:
+            bad(path, "must be positive")
     if s.wal.sync not in ("always", "none"):
         bad("wal.sync", f"must be 'always' or 'none', not {s.wal.sync!r}")
     if s.coordinator.mode not in ("local", "distributed"):

@@ -4,6 +4,10 @@ A DoPut is applied in chunks of ``wal.chunk_bytes``: each chunk is one WAL segme
 before it joins the buffer. A stream smaller than one chunk (the common case) is therefore
 all-or-nothing; a larger stream commits chunk by chunk so the node never holds an
 unbounded stream in memory. Schema checks happen before the first byte is written.
+
+A DoPut with a batch id is applied exactly once (:mod:`flight_server.batches`) and is
+all-or-nothing at any size: its chunks are made durable as they arrive but join the WAL and
+the buffer together at the end (so such a batch is held in memory until its last byte).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,12 +23,13 @@ import pyarrow as pa
 
 from clients.errors import AlreadyExists, InvalidRequest, NotFound, Unavailable
 
+from .batches import BatchLedger
 from .buffer import BufferEntry, BufferManager
 from .catalog import Catalog, check_table_name
 from .metadata.base import TableConfig, TableInfo
 from .schema import conform, conform_batch, evolve, normalize_schema
 from .storage.base import ObjectStore
-from .wal import SegmentWriter, WriteAheadLog
+from .wal import Segment, SegmentWriter, WriteAheadLog
 
 log = logging.getLogger("miniodb.ingest")
 
@@ -55,6 +59,7 @@ class Ingestor:
         clock: Callable[[], float] = time.monotonic,
         backpressure_timeout: float = 300.0,
         retire_objects: Callable[[str, list[str]], None] | None = None,
+        ledger: BatchLedger | None = None,
     ):
         self.node_id = node_id
         self.catalog = catalog
@@ -72,8 +77,8 @@ class Ingestor:
         self._live: dict[str, str] = {}  # table -> table_id this node may append to
         self._ddl_locks: dict[str, threading.Lock] = {}
         self._ddl_guard = threading.Lock()
-        self._seen: OrderedDict[str, int] = OrderedDict()  # batch id -> rows (exactly-once)
-        self._seen_lock = threading.Lock()
+        # exactly-once batch ids (batches.py); the node passes one built from its settings
+        self.ledger = ledger or BatchLedger(catalog.metadata, node_id)
         self.rows_total = 0
         self.bytes_total = 0
 
@@ -161,10 +166,14 @@ class Ingestor:
     # -- ingest ------------------------------------------------------------------------
     def ingest(self, name: str, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema,
                mode: str = "create_append", batch_id: str = "") -> IngestResult:
-        if batch_id:
-            with self._seen_lock:
-                if batch_id in self._seen:
-                    return IngestResult(name, self._seen[batch_id], 0, duplicate=True)
+        if not batch_id:
+            return self._ingest(name, batches, schema, mode, "")
+        return self.ledger.apply(batch_id, lambda: self._ingest(name, batches, schema, mode, batch_id),
+                                 lambda result: result.rows,
+                                 lambda rows: IngestResult(name, rows, 0, duplicate=True))
+
+    def _ingest(self, name: str, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema,
+                mode: str, batch_id: str) -> IngestResult:
         info = self.resolve_for_write(name, schema, mode)
         if isinstance(batches, pa.Table):
             batches = batches.to_batches()
@@ -174,8 +183,12 @@ class Ingestor:
         # buffer on that same thread, in order, while the next chunk arrives. The thread is
         # started with the second batch: a one-batch stream (the common small DoPut) writes and
         # commits on the calling thread, with no thread start and no hand-off.
+        # A batch with an id is all-or-nothing: its chunks are synced but published (numbered,
+        # renamed, appended to the buffer) together at the end, the last one carrying the
+        # completion marker (see wal.py); a full chunk is sealed once the next batch arrives.
         committer: ThreadPoolExecutor | None = None
         futures: list[Future] = []
+        atomic = bool(batch_id)
 
         def submit(fn, *args) -> None:
             if committer is not None:
@@ -189,9 +202,10 @@ class Ingestor:
             futures.append(done)
 
         writer = None
+        held: tuple | None = None  # atomic: the last full chunk, not sealed until more data comes
+        opened: list[SegmentWriter] = []
         pending: list[pa.RecordBatch] = []
-        size = 0
-        seen = 0
+        size = total = seen = 0
         self.buffers.stream_started(info.name)
         try:
             for batch in batches:
@@ -202,20 +216,36 @@ class Ingestor:
                     committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miniodb-wal")
                 batch = conform_batch(batch, target)
                 if writer is None:
+                    if held is not None:
+                        submit(self._seal, *held)
+                        held = None
                     self._wait_for_capacity(info.name)
-                    writer = self.wal.open_segment(info.name, info.table_id, target, batch_id)
+                    writer = self.wal.open_segment(info.name, info.table_id, target, batch_id, atomic)
+                    opened.append(writer)
                 submit(writer.write, batch)
                 pending.append(batch)
                 size += batch.nbytes
+                total += batch.num_rows
                 if size >= self.chunk_bytes:
-                    submit(self._commit_chunk, info, writer, pending, target, batch_id)
+                    if atomic:
+                        held = (writer, pending, target)
+                    else:
+                        submit(self._commit_chunk, info, writer, pending, target, batch_id)
                     writer, pending, size = None, [], 0
-            if writer is not None:
+            if atomic:
+                if writer is not None:
+                    held = (writer, pending, target)
+                if held is not None:
+                    submit(held[0].mark_complete, total)
+                    submit(self._seal, *held)
+            elif writer is not None:
                 submit(self._commit_chunk, info, writer, pending, target, batch_id)
-                writer = None
+            writer = None
         except BaseException:
             if writer is not None:
                 writer.abort()
+            if atomic:
+                self._abort_all(committer, opened)
             raise
         finally:
             if committer is not None:
@@ -223,17 +253,61 @@ class Ingestor:
             self.buffers.stream_finished(info.name)
             self.on_appended(info.name)
         rows = nbytes = 0
-        for f in futures:
-            done = f.result()  # the first failed write or chunk raises here
-            if done is not None:
-                rows += done[0]
-                nbytes += done[1]
-        if batch_id:
-            with self._seen_lock:
-                self._seen[batch_id] = rows
-                while len(self._seen) > 100_000:
-                    self._seen.popitem(last=False)
+        sealed = []
+        try:
+            for f in futures:
+                done = f.result()  # the first failed write or chunk raises here
+                if isinstance(done, tuple) and len(done) == 2 and isinstance(done[0], SegmentWriter):
+                    sealed.append(done)
+                elif done is not None:
+                    rows += done[0]
+                    nbytes += done[1]
+            if atomic and sealed:
+                rows, nbytes = self._publish_batch(info, sealed, target, batch_id)
+        except BaseException:
+            if atomic:
+                self._abort_all(None, opened)
+            raise
         return IngestResult(info.name, rows, nbytes)
+
+    @staticmethod
+    def _abort_all(committer: ThreadPoolExecutor | None, writers: list[SegmentWriter]) -> None:
+        if committer is not None:
+            committer.shutdown(wait=True)  # no write may still be running into a file we remove
+        for w in writers:
+            if not w.published:
+                w.abort()
+
+    @staticmethod
+    def _seal(writer: SegmentWriter, batches: list[pa.RecordBatch], schema: pa.Schema) -> tuple:
+        """A chunk of an all-or-nothing batch: durable as a pending file, not yet published."""
+        writer.sync()
+        return writer, pa.Table.from_batches(batches, schema=schema)
+
+    def _publish_batch(self, info: TableInfo, sealed: list[tuple], schema: pa.Schema,
+                       batch_id: str) -> tuple[int, int]:
+        """Number, rename and buffer every chunk of an all-or-nothing batch in one step (the
+        last carries the completion marker, so a crash between the renames applies none)."""
+        segments = []
+        with self.buffers.lock:  # sequence order == buffer order (see wal.py)
+            if self._live.get(info.name) != info.table_id:
+                raise NotFound(f"table {info.name!r} was dropped during the ingest", detail={"table": info.name})
+            try:
+                for writer, _ in sealed:
+                    segments.append(writer.publish())
+            except BaseException:
+                self.wal.remove([seg.seq for seg in segments])  # no marker: never applied
+                raise
+            now = self._clock()
+            for seg, (_, data) in zip(segments, sealed, strict=True):
+                self.buffers.append(info.name, info.table_id, schema, BufferEntry(seg.seq, data, now, batch_id))
+        sealed[-1][0].durable()  # one directory fsync covers every rename before it
+        rows = sum(data.num_rows for _, data in sealed)
+        nbytes = sum(data.nbytes for _, data in sealed)
+        self.rows_total += rows
+        self.bytes_total += nbytes
+        self.on_appended(info.name)
+        return rows, nbytes
 
     def _wait_for_capacity(self, name: str) -> None:
         if self.buffers.over_capacity(name):
@@ -286,12 +360,21 @@ class Ingestor:
             self._activate(info)
 
     def replay(self, watermark: Callable[[str, str], int]) -> int:
-        """Re-buffer WAL segments not yet persisted; drop those of dropped or persisted tables."""
+        """Re-buffer WAL segments not yet persisted; drop those of dropped or persisted tables
+        and those of all-or-nothing batches that never completed (a retry applies them whole)."""
         replayed = 0
         stale = []
-        for seg in self.wal.segments():
+        segments = self.wal.segments()
+        complete = complete_batches(segments)
+        finished: dict[str, int] = {}
+        for seg in segments:
             info = self.catalog.find(seg.table) if seg.table else None
             if info is None or info.table_id != seg.table_id or seg.seq <= watermark(seg.table, seg.table_id):
+                stale.append(seg.seq)
+                continue
+            if seg.batch_part and seg.batch_id not in complete:
+                log.warning("WAL segment %d holds part of batch %s that never completed: ignored",
+                            seg.seq, seg.batch_id)
                 stale.append(seg.seq)
                 continue
             data = conform(self.wal.read(seg), info.schema)
@@ -299,8 +382,21 @@ class Ingestor:
             self.buffers.append(info.name, info.table_id, info.schema,
                                 BufferEntry(seg.seq, data, self._clock(), seg.batch_id))
             if seg.batch_id:
-                with self._seen_lock:
-                    self._seen[seg.batch_id] = self._seen.get(seg.batch_id, 0) + data.num_rows
+                finished[seg.batch_id] = finished.get(seg.batch_id, 0) + data.num_rows
             replayed += data.num_rows
         self.wal.remove(stale)
+        self.ledger.replayed(finished)
         return replayed
+
+
+def complete_batches(segments: list[Segment]) -> set[str]:
+    """Ids of all-or-nothing batches whose segments are all there: the completion marker is
+    present and the rows add up to it."""
+    rows: dict[str, int] = {}
+    marker: dict[str, int] = {}
+    for seg in segments:
+        if seg.batch_part:
+            rows[seg.batch_id] = rows.get(seg.batch_id, 0) + seg.rows
+            if seg.batch_rows is not None:
+                marker[seg.batch_id] = seg.batch_rows
+    return {b for b, n in marker.items() if rows.get(b) == n}

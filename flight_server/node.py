@@ -23,6 +23,7 @@ from clients.errors import InvalidRequest, MinioDBError
 from . import auth, tls
 from .actions import NodeActions
 from .backup import BackupService
+from .batches import BatchLedger
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
@@ -118,7 +119,9 @@ class Node:
         self.ingestor = Ingestor(self.node_id, self.catalog, self.store, self.wal, self.buffers,
                                  chunk_bytes=s.wal.chunk_bytes, auto_create=s.tables.auto_create,
                                  on_appended=self._on_appended, on_dropped=self._on_dropped,
-                                 retire_objects=self._retire_objects)
+                                 retire_objects=self._retire_objects,
+                                 ledger=BatchLedger(self.metadata, self.node_id, s.ingest.dedup_window,
+                                                    s.ingest.dedup_claim_ttl, s.ingest.dedup_wait))
         allowed = [str(s.cache_dir)]
         local_root = self.store.local_path("x")
         if local_root is not None or s.object_store_url.startswith("file://"):

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from clients.errors import MinioDBError, NotFound
 
+from .batches import batch_rows
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
@@ -131,7 +132,7 @@ class Flusher:
                 with self.buffers.commit_lock(name):
                     committing = True
                     self.metadata.commit_files(name, table_id, [entry], remove=sorted(settle),
-                                               watermark=(self.node_id, max(seqs)))
+                                               watermark=(self.node_id, max(seqs)), batches=batch_rows(entries))
                     committing = False
                     with self.buffers.lock:
                         if buf.flushing is entries:

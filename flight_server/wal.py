@@ -12,6 +12,11 @@ covers every published segment of that table numbered S or lower, and the waterm
 never hide a segment that joined the buffer later (concurrent DoPuts on one table). Each segment's schema metadata names the table, the table incarnation
 (``table_id``), its sequence number and the optional client batch id.
 
+A batch with an id is all-or-nothing (see :mod:`flight_server.batches`): its segments are
+marked ``miniodb.batch_part`` and the last one ends with an empty record batch whose custom
+metadata ``miniodb.batch_rows`` is the batch's row count (the completion marker). Replay
+applies such segments only when the marker is there and the counts add up.
+
 Sequence numbers only grow, across restarts too: the highest sequence ever removed is kept
 in ``seq.floor``, so a new segment never reuses the number of a persisted one. The catalog
 stores, per node and table incarnation, the highest sequence persisted (the watermark);
@@ -45,6 +50,8 @@ _FLOOR = "seq.floor"
 META_TABLE = b"miniodb.table"
 META_TABLE_ID = b"miniodb.table_id"
 META_BATCH_ID = b"miniodb.batch_id"
+META_BATCH_PART = b"miniodb.batch_part"  # segment of an all-or-nothing batch (needs the marker)
+META_BATCH_ROWS = b"miniodb.batch_rows"  # completion marker: custom metadata of the last record batch
 EARLY_SYNC_BYTES = 32 * 1024 * 1024
 
 
@@ -57,6 +64,8 @@ class Segment:
     rows: int
     size: int
     batch_id: str = ""
+    batch_part: bool = False  # one of the segments of an all-or-nothing batch
+    batch_rows: int | None = None  # the completion marker: the whole batch's rows
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,13 +81,19 @@ class SegmentWriter:
     fsync has little left to do), and :meth:`commit` makes the segment durable and visible
     to replay (fsync, rename, fsync of the directory)."""
 
-    def __init__(self, wal: WriteAheadLog, table: str, table_id: str, schema: pa.Schema, batch_id: str):
+    def __init__(self, wal: WriteAheadLog, table: str, table_id: str, schema: pa.Schema, batch_id: str,
+                 atomic: bool = False):
         self.wal = wal
         self.table, self.table_id, self.batch_id = table, table_id, batch_id
         self.tmp = wal.dir / f"pending-{uuid.uuid4().hex}.tmp"
         meta = dict(schema.metadata or {})
         meta.update({META_TABLE: table.encode(), META_TABLE_ID: table_id.encode(),
                      META_BATCH_ID: batch_id.encode()})
+        if atomic:
+            meta[META_BATCH_PART] = b"1"
+        self._schema = schema
+        self.batch_rows: int | None = None
+        self.published = False
         self._recycled = wal._take_free(self.tmp)
         if self._recycled:  # overwrite in place: no O_TRUNC, the length is set in sync()
             self._sink = pa.OSFile(os.open(self.tmp, os.O_WRONLY), "w")
@@ -97,6 +112,12 @@ class SegmentWriter:
             os.fdatasync(self._sink.fileno())
             self._unsynced = 0
 
+    def mark_complete(self, batch_rows: int) -> None:
+        """Write the completion marker of an all-or-nothing batch (its last segment)."""
+        self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self._schema),
+                                 custom_metadata={META_BATCH_ROWS: str(int(batch_rows)).encode()})
+        self.batch_rows = batch_rows
+
     def sync(self) -> None:
         """Finish the stream and make its bytes durable (still invisible to replay)."""
         self._writer.close()
@@ -112,7 +133,9 @@ class SegmentWriter:
         orders buffer appends (see the module docstring), then :meth:`durable` outside it."""
         size = self.tmp.stat().st_size
         seq, self._generation = self.wal._publish(self.tmp, size)
-        return Segment(seq, self.wal._path(seq), self.table, self.table_id, self.rows, size, self.batch_id)
+        self.published = True
+        return Segment(seq, self.wal._path(seq), self.table, self.table_id, self.rows, size, self.batch_id,
+                       batch_rows=self.batch_rows)
 
     def durable(self) -> None:
         """Wait until the rename is on disk (directory fsync, shared by concurrent writers)."""
@@ -134,6 +157,19 @@ class SegmentWriter:
         except (pa.ArrowException, OSError):
             pass
         self.tmp.unlink(missing_ok=True)
+
+
+def _count_rows(reader: pa.ipc.RecordBatchStreamReader) -> tuple[int, int | None]:
+    """Rows of a segment, and the completion marker of an all-or-nothing batch if it has one."""
+    rows, marker = 0, None
+    while True:
+        try:
+            batch, custom = reader.read_next_batch_with_custom_metadata()
+        except StopIteration:
+            return rows, marker
+        rows += batch.num_rows
+        if custom is not None and META_BATCH_ROWS in custom:
+            marker = int(custom[META_BATCH_ROWS])
 
 
 class WriteAheadLog:
@@ -228,9 +264,10 @@ class WriteAheadLog:
         self._add_free(free, size)
 
     # -- write -------------------------------------------------------------------------
-    def open_segment(self, table: str, table_id: str, schema: pa.Schema, batch_id: str = "") -> SegmentWriter:
+    def open_segment(self, table: str, table_id: str, schema: pa.Schema, batch_id: str = "",
+                     atomic: bool = False) -> SegmentWriter:
         """A segment to stream batches into; durable only after :meth:`SegmentWriter.commit`."""
-        return SegmentWriter(self, table, table_id, schema, batch_id)
+        return SegmentWriter(self, table, table_id, schema, batch_id, atomic)
 
     def append(self, table: str, table_id: str, data: pa.Table, batch_id: str = "") -> Segment:
         """Durably write ``data`` as one segment; returns it once it survives a crash."""
@@ -275,7 +312,7 @@ class WriteAheadLog:
                 with pa.memory_map(str(path)) as src:
                     reader = pa.ipc.open_stream(src)
                     meta = reader.schema.metadata or {}
-                    rows = sum(b.num_rows for b in reader)
+                    rows, marker = _count_rows(reader)
             except (pa.ArrowInvalid, OSError):
                 continue  # unreadable: not acknowledged (the rename is the commit point)
             seq = self._seq_of(path)
@@ -285,14 +322,15 @@ class WriteAheadLog:
                     self._sizes[seq] = size
                     self._bytes += size
             out.append(Segment(seq, path, meta.get(META_TABLE, b"").decode(), meta.get(META_TABLE_ID, b"").decode(),
-                               rows, size, meta.get(META_BATCH_ID, b"").decode()))
+                               rows, size, meta.get(META_BATCH_ID, b"").decode(),
+                               batch_part=META_BATCH_PART in meta, batch_rows=marker))
         return out
 
     @staticmethod
     def read(segment: Segment) -> pa.Table:
         with pa.OSFile(str(segment.path), "rb") as src:
             table = pa.ipc.open_stream(src).read_all()
-        wal_keys = {META_TABLE, META_TABLE_ID, META_BATCH_ID, b"miniodb.seq"}
+        wal_keys = {META_TABLE, META_TABLE_ID, META_BATCH_ID, META_BATCH_PART, b"miniodb.seq"}
         meta = {k: v for k, v in (table.schema.metadata or {}).items() if k not in wal_keys}
         return table.replace_schema_metadata(meta or None)
 

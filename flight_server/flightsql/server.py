@@ -391,7 +391,7 @@ class MinioFlightServer(flight.FlightServerBase):
     def do_put(self, context, descriptor, reader, writer):
         if descriptor.descriptor_type == flight.DescriptorType.PATH:
             table = _path_table(descriptor)
-            result = self.node.ingest(table, _batches(reader), reader.schema, "create_append",
+            result = self.node.ingest(table, _batches(reader, context), reader.schema, "create_append",
                                       batch_id=header(context, protocol.BATCH_ID_HEADER))
             _drain(reader)
             writer.write(pa.py_buffer(sql_pb2.DoPutUpdateResult(record_count=result.rows).SerializeToString()))
@@ -522,7 +522,7 @@ class MinioFlightServer(flight.FlightServerBase):
             raise NotFound(f"catalog {cmd.catalog!r} not found; MinIODB has one catalog, {md.CATALOG!r}")
         if cmd.HasField("schema") and cmd.schema and cmd.schema.lower() != md.DEFAULT_SCHEMA:
             raise InvalidRequest(f"tables are written in schema {md.DEFAULT_SCHEMA!r}, not {cmd.schema!r}")
-        result = self.node.ingest(cmd.table, _batches(reader), reader.schema, ingest_mode(cmd),
+        result = self.node.ingest(cmd.table, _batches(reader, context), reader.schema, ingest_mode(cmd),
                                   batch_id=header(context, protocol.BATCH_ID_HEADER))
         _drain(reader)
         writer.write(pa.py_buffer(sql_pb2.DoPutUpdateResult(record_count=result.rows).SerializeToString()))
@@ -794,12 +794,16 @@ def _select_all(table: str) -> str:
     return 'SELECT * FROM "' + table.replace('"', '""') + '"'
 
 
-def _batches(reader):
-    """Batches of a DoPut stream (one Python step per batch, never per row)."""
+def _batches(reader, context=None):
+    """Batches of a DoPut stream (one Python step per batch, never per row). A client that went
+    away ends the stream as if it had finished: the cancelled call tells them apart, so a cut
+    stream is never applied as a whole batch."""
     while True:
         try:
             chunk = reader.read_chunk()
         except StopIteration:
+            if context is not None and context.is_cancelled():
+                raise flight.FlightCancelledError("the client cancelled the DoPut stream") from None
             return
         if chunk.data is not None:
             yield chunk.data

@@ -13,6 +13,13 @@ Contract (checked by ``tests/contract/test_metadata_store.py`` against every bac
 * ``update_table`` is a compare-and-set on ``schema_version`` (``Conflict`` if it moved).
 * ``drop_table`` removes the table, its manifest and its watermarks; it returns the
   dropped file entries so the caller can delete the objects.
+* Batch ids (exactly-once ingest, :mod:`flight_server.batches`): ``claim_batch`` is one
+  atomic check-and-set: it answers ``done`` (with the row count recorded within the
+  window), ``busy`` (another node holds a live claim) or ``claimed`` (the caller owns it for
+  ``ttl`` seconds; a node takes over its own claims from an earlier incarnation). A claim is
+  renewed while applying, released on failure and turned into ``done`` for
+  ``batch_window`` seconds by ``finish_batch`` or by ``commit_files(batches=...)``, in the
+  same atomic step as the files.
 * A backend that cannot be reached raises ``clients.errors.Unavailable``.
 """
 
@@ -192,8 +199,10 @@ class MetadataStore(abc.ABC):
         add: list[FileEntry],
         remove: list[str] = (),
         watermark: tuple[str, int] | None = None,
+        batches: Mapping[str, int] | None = None,
     ) -> int:
-        """Atomically add/remove entries, bump and return the data version, set the watermark."""
+        """Atomically add/remove entries, bump and return the data version, set the watermark
+        and record ``batches`` (batch id -> rows) as done for ``batch_window`` seconds."""
 
     @abc.abstractmethod
     def list_files(self, table: str) -> list[FileEntry]:
@@ -206,6 +215,25 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def get_watermark(self, node_id: str, table_id: str) -> int:
         """Highest WAL sequence of ``node_id`` persisted for the table incarnation (0: none)."""
+
+    # -- batch ids (exactly-once ingest) -----------------------------------------------
+    batch_window: float = 86_400.0  # seconds a finished batch id is remembered (ingest.dedup_window)
+
+    @abc.abstractmethod
+    def claim_batch(self, batch_id: str, node_id: str, incarnation: str, ttl: float) -> tuple[str, int, str]:
+        """``("done", rows, "")``, ``("busy", 0, owner node)`` or ``("claimed", 0, node_id)``."""
+
+    @abc.abstractmethod
+    def renew_batch(self, batch_id: str, node_id: str, incarnation: str, ttl: float) -> bool:
+        """Extend a claim this incarnation holds; False if it is no longer ours."""
+
+    @abc.abstractmethod
+    def finish_batch(self, batch_id: str, rows: int) -> None:
+        """Record the batch as applied with ``rows`` rows for ``batch_window`` seconds."""
+
+    @abc.abstractmethod
+    def release_batch(self, batch_id: str, node_id: str, incarnation: str) -> None:
+        """Drop a claim this incarnation holds (the batch failed; a retry may apply it)."""
 
     # -- counters ----------------------------------------------------------------------
     @abc.abstractmethod

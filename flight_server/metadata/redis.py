@@ -20,6 +20,7 @@ Key layout (``P`` is the configurable prefix, ``redis.prefix``; every key lives 
     P:nodes             hash  node id -> NodeInfo JSON
     P:nodes:expiry      zset  node id -> expiry time (heartbeat time + TTL)
     P:sync              string marker written before ``WAIT`` (see below)
+    P:batch:{id}        string batch-id claim or result, with a TTL (see redis_batches.py)
 
 Atomicity: every multi-key change (create, schema CAS, drop, file commit, node expiry) is one
 Lua script, so it is all-or-nothing and serialised with every other change; snapshot and
@@ -65,6 +66,7 @@ from clients.errors import (
 )
 
 from .base import SNAPSHOT_FORMAT, FileEntry, MetadataStore, NodeInfo, TableInfo
+from .redis_batches import COMMIT_BATCHES, RedisBatchClaims
 
 DATA_VERSION = "__data_version"
 REPLICA_ACK_MS = 2000  # how long a write waits for one replica to confirm it
@@ -127,8 +129,9 @@ table.insert(files, 1, 'ok')
 return files
 """
 
-# KEYS: ids, versions, counters, files, manifests, watermarks
-# ARGV: name, table_id, n_add, (key, entry) * n_add, n_remove, key * n_remove, wm_field, wm_seq
+# KEYS: ids, versions, counters, files, manifests, watermarks, batch key * n_batches
+# ARGV: name, table_id, n_add, (key, entry) * n_add, n_remove, key * n_remove, wm_field, wm_seq,
+#       batch window ms, rows * n_batches
 _COMMIT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {'notfound'} end
 local i = 3
@@ -143,6 +146,7 @@ if wm_field ~= '' then
   local old = tonumber(redis.call('HGET', KEYS[6], wm_field) or '0') or 0
   if wm_seq > old then redis.call('HSET', KEYS[6], wm_field, wm_seq) end
 end
+""" + COMMIT_BATCHES + """
 local v = redis.call('HINCRBY', KEYS[3], '__data_version', 1)
 redis.call('HSET', KEYS[2], ARGV[1], v)
 redis.call('SADD', KEYS[5], ARGV[1])
@@ -205,7 +209,7 @@ def parse_redis_url(url: str) -> dict:
     raise InvalidRequest(f"not a Redis metadata URL: {url!r}")
 
 
-class RedisMetadataStore(MetadataStore):
+class RedisMetadataStore(RedisBatchClaims, MetadataStore):
     """The :class:`MetadataStore` contract over one Redis database (see the module docstring)."""
 
     def __init__(
@@ -240,6 +244,7 @@ class RedisMetadataStore(MetadataStore):
         self._drop = client.register_script(_DROP)
         self._commit = client.register_script(_COMMIT)
         self._live = client.register_script(_LIVE_NODES)
+        self._init_batches(client)
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -418,7 +423,7 @@ class RedisMetadataStore(MetadataStore):
         return sorted(entries, key=lambda f: f.key)
 
     # -- manifest ----------------------------------------------------------------------
-    def commit_files(self, table, table_id, add, remove=(), watermark=None) -> int:
+    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None) -> int:
         add = list(add)
         remove = list(remove)
         keys = [self.k_ids, self.k_versions, self.k_counters, self.k_files(table), self.k_manifests,
@@ -432,6 +437,9 @@ class RedisMetadataStore(MetadataStore):
             args += [f"{watermark[0]}|{table_id}", int(watermark[1])]
         else:
             args += ["", 0]
+        batch_keys, batch_args = self.commit_batch_args(batches)
+        keys += batch_keys
+        args += batch_args
         res = self._write(f"commit files of table {table!r}", lambda c: self._commit(keys=keys, args=args))
         if res[0] == "notfound":
             raise NotFound(f"table {table!r} not found (dropped or re-created)")

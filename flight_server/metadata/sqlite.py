@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS watermarks (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY, info TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY, state TEXT NOT NULL, rows INTEGER NOT NULL DEFAULT 0,
+    node_id TEXT NOT NULL DEFAULT '', incarnation TEXT NOT NULL DEFAULT '', expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS batches_expiry ON batches(expires_at);
 """
 
 
@@ -38,6 +42,7 @@ class SQLiteMetadataStore(MetadataStore):
         self.url = f"sqlite://{self.path}"
         self._clock = clock
         self._lock = threading.RLock()
+        self._purged = 0.0  # when expired batch ids were last deleted
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
@@ -119,7 +124,7 @@ class SQLiteMetadataStore(MetadataStore):
         return files
 
     # -- manifest ----------------------------------------------------------------------
-    def commit_files(self, table, table_id, add, remove=(), watermark=None) -> int:
+    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None) -> int:
         with self._tx() as db:
             row = db.execute("SELECT table_id FROM tables WHERE name=?", (table,)).fetchone()
             if not row or row[0] != table_id:
@@ -138,9 +143,17 @@ class SQLiteMetadataStore(MetadataStore):
                     "ON CONFLICT(node_id, table_id) DO UPDATE SET seq=max(seq, excluded.seq)",
                     (node_id, table_id, int(seq)),
                 )
+            if batches:
+                self._record_batches(db, batches)
             version = self._next_version(db)
             db.execute("UPDATE tables SET data_version=? WHERE name=?", (version, table))
         return version
+
+    def _record_batches(self, db: sqlite3.Connection, batches: Mapping[str, int]) -> None:
+        expires = self._clock() + self.batch_window
+        db.executemany(
+            "INSERT OR REPLACE INTO batches(batch_id, state, rows, expires_at) VALUES (?, 'done', ?, ?)",
+            [(b, int(rows), expires) for b, rows in batches.items()])
 
     @staticmethod
     def _next_version(db: sqlite3.Connection) -> int:
@@ -162,6 +175,39 @@ class SQLiteMetadataStore(MetadataStore):
     def get_watermark(self, node_id: str, table_id: str) -> int:
         rows = self._query("SELECT seq FROM watermarks WHERE node_id=? AND table_id=?", (node_id, table_id))
         return rows[0][0] if rows else 0
+
+    # -- batch ids -----------------------------------------------------------------------
+    def claim_batch(self, batch_id, node_id, incarnation, ttl):
+        now = self._clock()
+        with self._tx() as db:
+            if now - self._purged >= 60.0:  # forget expired ids now and then (indexed)
+                db.execute("DELETE FROM batches WHERE expires_at <= ?", (now,))
+                self._purged = now
+            row = db.execute("SELECT state, rows, node_id FROM batches WHERE batch_id=? AND expires_at > ?",
+                             (batch_id, now)).fetchone()
+            if row is not None and row[0] == "done":
+                return "done", int(row[1]), ""
+            if row is not None and row[2] != node_id:
+                return "busy", 0, row[2]
+            db.execute("INSERT OR REPLACE INTO batches(batch_id, state, node_id, incarnation, expires_at) "
+                       "VALUES (?, 'run', ?, ?, ?)", (batch_id, node_id, incarnation, now + ttl))
+        return "claimed", 0, node_id
+
+    def renew_batch(self, batch_id, node_id, incarnation, ttl) -> bool:
+        now = self._clock()
+        with self._tx() as db:
+            cur = db.execute("UPDATE batches SET expires_at=? WHERE batch_id=? AND state='run' AND node_id=? "
+                             "AND incarnation=? AND expires_at > ?", (now + ttl, batch_id, node_id, incarnation, now))
+            return cur.rowcount > 0
+
+    def finish_batch(self, batch_id, rows) -> None:
+        with self._tx() as db:
+            self._record_batches(db, {batch_id: rows})
+
+    def release_batch(self, batch_id, node_id, incarnation) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM batches WHERE batch_id=? AND state='run' AND node_id=? AND incarnation=?",
+                       (batch_id, node_id, incarnation))
 
     # -- counters ----------------------------------------------------------------------
     def next_sequence(self, name: str, count: int = 1) -> int:
