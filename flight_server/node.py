@@ -18,6 +18,7 @@ from clients import protocol
 from clients.errors import InvalidRequest, MinioDBError, NotFound
 
 from . import auth
+from .adopt import open_wal_mirror
 from .backup import BackupService
 from .buffer import BufferManager
 from .cache import FileCache
@@ -114,6 +115,9 @@ class Node:
         self.resolver = TableResolver(self.catalog, self.buffers, self.file_cache, self.engine)
         self._start_observability()
         self.ingestor.load_tables()
+        # wal.mirror: restore/upload segments and hook the WAL; holds this node's adoption lease
+        self.wal_mirror, self.adopter = open_wal_mirror(s, self.node_id, self.store, self.metadata,
+                                                        self.catalog, self.wal)
         replayed = self.ingestor.replay(lambda table, table_id: self.metadata.get_watermark(self.node_id, table_id))
         if replayed:
             log.info("replayed %d rows from the WAL", replayed)
@@ -126,6 +130,8 @@ class Node:
         self._start_listeners()
         self._registry_thread = threading.Thread(target=self._heartbeat, name="miniodb-registry", daemon=True)
         self._heartbeat_once()
+        if self.adopter is not None:
+            self.adopter.start()  # registered: release our own WAL's lease, adopt dead nodes' WAL
         self._registry_thread.start()
         self._backup_thread = threading.Thread(target=self._maintenance, name="miniodb-backup", daemon=True)
         self._backup_thread.start()
@@ -479,11 +485,15 @@ class Node:
                 listener.stop()
         self.retention.stop()
         self.trimmer.stop()
+        if self.adopter is not None:
+            self.adopter.stop()
         self.flusher.stop()
         try:
             self.flusher.flush_all()
         except Exception as exc:  # noqa: BLE001 - the WAL keeps the rows
             log.warning("final flush incomplete, rows stay in the WAL: %s", exc)
+        if self.wal_mirror is not None:
+            self.wal_mirror.stop()
         try:
             self.metadata.unregister_node(self.node_id)
         except MinioDBError:
