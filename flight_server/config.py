@@ -355,7 +355,7 @@ def _validate(s: Settings) -> None:
     if s.wal.sync not in ("always", "none"):
         bad("wal.sync", f"must be 'always' or 'none', not {s.wal.sync!r}")
     if s.wal.mirror not in ("off", "object_store"):
-        bad("wal.mirror", f"must be 'off' or 'object_store', not {s.wal.mirror!r}")
+        bad("wal.mirror", f"must be 'off' or 'object_store' (quoted in YAML), not {s.wal.mirror!r}")
     if s.coordinator.mode not in ("local", "distributed"):
         bad("coordinator.mode", f"must be 'local' or 'distributed', not {s.coordinator.mode!r}")
     if s.server.tls_enabled and not (s.server.tls_cert_file and s.server.tls_key_file):

@@ -61,6 +61,12 @@ class WalMirror:
         self.rounds = 0
         self.uploaded = 0
 
+    @property
+    def waiting(self) -> int:
+        """Segments waiting for the next upload round."""
+        with self._cond:
+            return len(self._queue)
+
     # -- lifecycle ---------------------------------------------------------------------
     def attach(self, wal: WriteAheadLog) -> WalMirror:
         """Hook into ``wal`` and start the mirror thread."""
