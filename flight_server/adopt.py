@@ -13,7 +13,7 @@ keeps in the object store. A live node then:
    ``commit_files(table, table_id, [entry], watermark=(dead, max_seq))``: the watermark the
    dead node's own flush would have set, so the commit and the "adopted" mark are one
    atomic step;
-5. deletes the mirrored objects, then releases the lease.
+5. deletes the mirrored objects once every table is settled, then releases the lease.
 
 An adopter that crashes midway loses its lease when it expires; the next adopter skips what
 the watermarks already cover. A table dropped meanwhile is skipped and its segments deleted.
@@ -57,7 +57,7 @@ from .schema import conform
 from .stats import column_stats
 from .storage.base import ObjectStore
 from .wal import META_TABLE, META_TABLE_ID, WriteAheadLog
-from .wal_mirror import WalMirror
+from .wal_mirror import WalMirror, unpack_mirror_object
 
 log = logging.getLogger("miniodb.adopt")
 
@@ -201,29 +201,33 @@ class WalAdopter:
         try:
             if dead in {n.node_id for n in self.metadata.live_nodes()}:
                 return 0
-            groups: dict[tuple[str, str], list[tuple[int, str, pa.Table | None]]] = defaultdict(list)
-            junk = []
+            groups: dict[tuple[str, str], list[tuple[int, pa.Table]]] = defaultdict(list)
+            keys = []
             for obj in self.store.list(wal_mirror_prefix(dead)):
                 parsed = parse_wal_mirror_key(obj.key)
                 if parsed is None or parsed[0] != dead:
                     continue
                 try:
-                    reader = pa.ipc.open_stream(pa.py_buffer(self.store.get_bytes(obj.key)))
-                    meta = reader.schema.metadata or {}
-                    data = reader.read_all()
+                    parts = unpack_mirror_object(obj.key, self.store.get_bytes(obj.key))
                 except NotFound:
                     continue  # deleted meanwhile
-                except (pa.ArrowInvalid, OSError):
-                    # never an acknowledged segment: those are uploaded whole before the ack and
-                    # their files stay untouched until persisted (this was a persisted one)
-                    junk.append(obj.key)
-                    continue
-                table, table_id = meta.get(META_TABLE, b"").decode(), meta.get(META_TABLE_ID, b"").decode()
-                groups[(table, table_id)].append((parsed[1], obj.key, data))
-            self._delete(junk)
+                keys.append(obj.key)
+                for seq, raw in parts:
+                    try:
+                        reader = pa.ipc.open_stream(pa.py_buffer(raw))
+                        meta = reader.schema.metadata or {}
+                        data = reader.read_all()
+                    except (pa.ArrowInvalid, OSError):
+                        # never an acknowledged segment: those are uploaded whole before the ack
+                        # and their files stay untouched until persisted (this was a persisted one)
+                        continue
+                    table, table_id = meta.get(META_TABLE, b"").decode(), meta.get(META_TABLE_ID, b"").decode()
+                    groups[(table, table_id)].append((seq, data))
             rows = 0
             for (table, table_id), items in sorted(groups.items()):
                 rows += self._adopt_table(dead, table, table_id, sorted(items, key=lambda i: i[0]), lease)
+            if lease.renew():  # every table is settled (a failure above raised: kept for the next try)
+                self._delete(keys)
             if rows:
                 log.warning("adopted %d unflushed rows of dead node %s from its mirrored WAL", rows, dead)
             self.adopted_rows += rows
@@ -232,15 +236,13 @@ class WalAdopter:
             lease.release()
 
     def _adopt_table(self, dead: str, table: str, table_id: str, items: list, lease: RedisLease) -> int:
-        keys = [key for _, key, _ in items]
+        """Commit one table's segments (those above the watermark); returns rows committed."""
         info = self.catalog.find(table) if table else None
         if info is None or info.table_id != table_id:
-            self._delete(keys)  # the table was dropped: its rows must not come back
-            return 0
+            return 0  # the table was dropped: its rows must not come back
         watermark = self.metadata.get_watermark(dead, table_id)
-        fresh = [(seq, data) for seq, _, data in items if seq > watermark]
+        fresh = [(seq, data) for seq, data in items if seq > watermark]
         if not fresh:
-            self._delete(keys)
             return 0
         data = pa.concat_tables([conform(d, info.schema) for _, d in fresh])
         tmp = self.tmp_dir / f"adopt-{uuid.uuid4().hex}.parquet"
@@ -263,7 +265,6 @@ class WalAdopter:
             except NotFound:  # the catalog's answer: the table was dropped while adopting
                 committing = False
                 self._delete([key])
-                self._delete(keys)
                 return 0
         except BaseException:
             if key and not committing:
@@ -272,7 +273,6 @@ class WalAdopter:
         finally:
             tmp.unlink(missing_ok=True)
         self.catalog.invalidate(table)
-        self._delete(keys)
         return data.num_rows
 
     def _delete(self, keys: list[str]) -> None:

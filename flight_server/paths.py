@@ -6,8 +6,9 @@ Object layout (in the bucket, or under the local storage root)::
     _meta/backups/backup_YYYYMMDD_HHMMSS.json               metadata snapshots
     _meta/trash/YYYYMMDD_HHMMSS_{table}_{token}.json        objects of dropped tables, kept
                                                             while a backup may refer to them
-    _wal/{node_id}/{seq:020d}.arrow                         mirrored WAL segments (wal.mirror),
-                                                            deleted once persisted or adopted
+    _wal/{node_id}/{seq:020d}.arrow                         a mirrored WAL segment (wal.mirror)
+    _wal/{node_id}/{first:020d}-{last:020d}.bundle          segments mirrored in one upload round;
+                                                            both deleted once persisted or adopted
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _BACKUP_NAME = re.compile(r"^backup_(\d{8})_(\d{6})\.json$")
 BACKUP_FILE = re.compile(r"^backup_[A-Za-z0-9_\-]{1,64}\.json$")  # names accepted for a restore
 TRASH_PREFIX = "_meta/trash/"
 WAL_MIRROR_PREFIX = "_wal/"
-_WAL_MIRROR_KEY = re.compile(r"^_wal/([A-Za-z0-9][A-Za-z0-9_.\-]{0,127})/(\d{20})\.arrow$")
+_WAL_MIRROR_KEY = re.compile(r"^_wal/([A-Za-z0-9][A-Za-z0-9_.\-]{0,127})/(\d{20})(?:\.arrow|-(\d{20})\.bundle)$")
 _TRASH_NAME = re.compile(r"^(\d{8})_(\d{6})_[A-Za-z0-9_]+_[0-9a-f]+\.json$")
 
 
@@ -79,7 +80,19 @@ def wal_mirror_key(node_id: str, seq: int) -> str:
     return f"{WAL_MIRROR_PREFIX}{node_id}/{seq:020d}.arrow"
 
 
-def parse_wal_mirror_key(key: str) -> tuple[str, int] | None:
-    """(node id, WAL sequence) of a mirrored segment's key, or None for any other key."""
+def wal_mirror_bundle_key(node_id: str, first: int, last: int) -> str:
+    return f"{WAL_MIRROR_PREFIX}{node_id}/{first:020d}-{last:020d}.bundle"
+
+
+def parse_wal_mirror_key(key: str) -> tuple[str, int, int] | None:
+    """(node id, first, last WAL sequence) of a mirror object's key (first == last for a single
+    segment's ``.arrow``), or None for any other key."""
     m = _WAL_MIRROR_KEY.match(key)
-    return (m.group(1), int(m.group(2))) if m else None
+    if not m:
+        return None
+    first = int(m.group(2))
+    return m.group(1), first, int(m.group(3)) if m.group(3) else first
+
+
+def is_wal_mirror_bundle(key: str) -> bool:
+    return key.endswith(".bundle")

@@ -1,28 +1,37 @@
-"""WAL mirror (``wal.mirror: object_store``): every WAL segment is also an object,
-``_wal/{node_id}/{seq:020d}.arrow`` (the segment file's exact bytes), before its ingest is
-acknowledged. A node whose disk is lost therefore loses no acknowledged row: another node
-adopts the mirrored segments (adopt.py), or the node itself restores them when it comes back.
+"""WAL mirror (``wal.mirror: object_store``): every WAL segment is also in the object store
+before its ingest is acknowledged. A node whose disk is lost therefore loses no acknowledged
+row: another node adopts the mirrored segments (adopt.py), or the node itself restores them
+when it comes back.
 
 Group commit: the WAL calls :meth:`WalMirror.mirror` once a segment is durable on the local
 disk, and that call waits. One mirror thread takes every segment waiting at that moment and
-uploads them together (in parallel), then releases all their writers. Concurrent ingests that
-arrive while a round is in flight share the next round, so a round never waits on purpose:
-a writer waits for at most the round in flight plus its own (one upload time each).
+uploads them as one round, then releases all their writers. Concurrent ingests that arrive
+while a round is in flight share the next round, so a round never waits on purpose: a writer
+waits for at most the round in flight plus its own.
+
+A round's small segments travel together as one *bundle* object
+(``_wal/{node}/{first}-{last}.bundle``: a magic, then per segment its sequence, its length
+and its bytes), up to ``BUNDLE_BYTES``: one PUT (and, on a local folder, one fsync) for many
+ingests. A segment of ``BUNDLE_BYTES`` or more, or one alone in its round, is uploaded as
+its own file (``_wal/{node}/{seq}.arrow``, the segment's exact bytes).
 
 A failed upload is retried for ``retry_seconds``; if it still fails the ingest gets
 ``Unavailable``. Its rows are already in the local WAL and the buffer (the rename there is
 the local commit point), so they are kept and persisted like any other: a client that
 retries such a batch should send a batch id.
 
-Mirror objects are deleted when the WAL removes their segments (after the durable commit
+An object is deleted once the WAL has removed every segment in it (after the durable commit
 of a flush, for a dropped table, or for segments replay found already persisted). A segment
-removed before its upload started is not uploaded at all (it is persisted: nothing to
-protect); one removed during its upload is deleted right after it.
+removed before its upload started is not uploaded (it is persisted: nothing to protect); one
+removed during its upload is forgotten right after it (its bytes in a bundle may be garbage:
+a recycled WAL file is overwritten in place; readers skip what they cannot parse).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,11 +40,50 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from clients.errors import MinioDBError, Unavailable
 
-from .paths import parse_wal_mirror_key, wal_mirror_key, wal_mirror_prefix
+from .paths import (
+    is_wal_mirror_bundle,
+    parse_wal_mirror_key,
+    wal_mirror_bundle_key,
+    wal_mirror_key,
+    wal_mirror_prefix,
+)
 from .storage.base import ObjectStore
 from .wal import Segment, WriteAheadLog
 
 log = logging.getLogger("miniodb.wal_mirror")
+
+BUNDLE_MAGIC = b"MDBWALB1"
+BUNDLE_BYTES = 16 * 1024 * 1024
+_FRAME = struct.Struct("<QQ")  # sequence, length
+
+
+def pack_bundle(parts: list[tuple[int, bytes]]) -> bytes:
+    out = [BUNDLE_MAGIC]
+    for seq, data in parts:
+        out += [_FRAME.pack(seq, len(data)), data]
+    return b"".join(out)
+
+
+def unpack_mirror_object(key: str, data: bytes) -> list[tuple[int, bytes]]:
+    """The (sequence, segment bytes) in one mirror object; a truncated tail is dropped."""
+    parsed = parse_wal_mirror_key(key)
+    if parsed is None:
+        return []
+    if not is_wal_mirror_bundle(key):
+        return [(parsed[1], data)]
+    if not data.startswith(BUNDLE_MAGIC):
+        return []
+    parts = []
+    pos = len(BUNDLE_MAGIC)
+    view = memoryview(data)
+    while pos + _FRAME.size <= len(data):
+        seq, size = _FRAME.unpack_from(data, pos)
+        pos += _FRAME.size
+        if pos + size > len(data):
+            break
+        parts.append((seq, bytes(view[pos:pos + size])))
+        pos += size
+    return parts
 
 
 @dataclass(eq=False)
@@ -47,7 +95,7 @@ class _Pending:
 
 
 class WalMirror:
-    def __init__(self, store: ObjectStore, node_id: str, workers: int = 8, retry_seconds: float = 5.0):
+    def __init__(self, store: ObjectStore, node_id: str, workers: int = 4, retry_seconds: float = 5.0):
         self.store = store
         self.node_id = node_id
         self.retry_seconds = retry_seconds
@@ -55,11 +103,14 @@ class WalMirror:
         self._queue: dict[int, _Pending] = {}  # seq -> waiting for the next round
         self._inflight: set[int] = set()
         self._removed_inflight: set[int] = set()
+        self._object_of: dict[int, str] = {}  # seq -> mirror object holding it
+        self._live: dict[str, set[int]] = {}  # mirror object -> its segments still in the WAL
         self._stopped = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="miniodb-mirror-put")
         self._thread: threading.Thread | None = None
         self.rounds = 0
-        self.uploaded = 0
+        self.uploaded = 0  # segments
+        self.objects = 0  # PUTs
 
     @property
     def waiting(self) -> int:
@@ -86,27 +137,47 @@ class WalMirror:
 
     # -- start-up: local WAL <-> mirror ------------------------------------------------
     def reconcile(self, wal: WriteAheadLog) -> tuple[int, int]:
-        """Before replay: download mirrored segments missing from the local WAL (a new or
-        replaced disk) and upload local segments missing from the mirror (the mirror was off,
-        or an upload failed). Returns (restored, uploaded)."""
-        mirrored = {}
-        for obj in self.store.list(wal_mirror_prefix(self.node_id)):
-            parsed = parse_wal_mirror_key(obj.key)
-            if parsed is not None and parsed[0] == self.node_id:
-                mirrored[parsed[1]] = obj.key
+        """Before replay: restore mirrored segments missing from the local WAL (a new or
+        replaced disk), upload local segments missing from the mirror (the mirror was off,
+        or an upload failed), and learn which object holds which segment. Returns (restored,
+        uploaded)."""
         local = {seg.seq: seg for seg in wal.segments()}
         restored = 0
-        for seq in sorted(set(mirrored) - set(local)):
-            self.store.get_to_file(mirrored[seq], wal.segment_path(seq))
-            wal.raise_floor(seq)
-            restored += 1
-        uploaded = 0
-        for seq in sorted(set(local) - set(mirrored)):
-            self.store.put_file(wal_mirror_key(self.node_id, seq), local[seq].path)
-            uploaded += 1
-        if restored or uploaded:
-            log.info("WAL mirror: %d segments restored from the object store, %d uploaded", restored, uploaded)
-        return restored, uploaded
+        for obj in list(self.store.list(wal_mirror_prefix(self.node_id))):
+            parsed = parse_wal_mirror_key(obj.key)
+            if parsed is None or parsed[0] != self.node_id:
+                continue
+            if is_wal_mirror_bundle(obj.key):
+                parts = unpack_mirror_object(obj.key, self.store.get_bytes(obj.key))
+                for seq, data in parts:
+                    if seq not in local:
+                        _write_durably(wal.segment_path(seq), data)
+                        wal.raise_floor(seq)
+                        restored += 1
+                seqs = {seq for seq, _ in parts}
+            else:
+                seq = parsed[1]
+                if seq not in local:
+                    self.store.get_to_file(obj.key, wal.segment_path(seq))
+                    wal.raise_floor(seq)
+                    restored += 1
+                seqs = {seq}
+            self._track(obj.key, seqs)
+        missing = [seg for seq, seg in sorted(local.items()) if seq not in self._object_of]
+        for group in _groups(missing):
+            self._upload(group)
+        if restored or missing:
+            log.info("WAL mirror: %d segments restored from the object store, %d uploaded", restored, len(missing))
+        return restored, len(missing)
+
+    def _track(self, key: str, seqs: set[int]) -> None:
+        if not seqs:
+            self._delete([key])
+            return
+        with self._cond:
+            self._live[key] = set(seqs)
+            for seq in seqs:
+                self._object_of[seq] = key
 
     # -- WAL hooks ---------------------------------------------------------------------
     def mirror(self, segment: Segment) -> None:
@@ -123,7 +194,7 @@ class WalMirror:
                               f"({pending.error}); the rows are in this node's WAL") from pending.error
 
     def removed(self, seqs: list[int]) -> None:
-        """Segments left the WAL: their mirror objects go too (WAL ``on_removed`` hook)."""
+        """Segments left the WAL; objects holding none of the rest go (WAL ``on_removed`` hook)."""
         keys = []
         with self._cond:
             for seq in seqs:
@@ -133,8 +204,21 @@ class WalMirror:
                 elif seq in self._inflight:
                     self._removed_inflight.add(seq)
                 else:
-                    keys.append(wal_mirror_key(self.node_id, seq))
+                    keys += self._forget(seq)
         self._delete(keys)
+
+    def _forget(self, seq: int) -> list[str]:
+        """Under the lock: ``seq`` is gone; returns its object's key if that is now empty."""
+        key = self._object_of.pop(seq, None)
+        if key is None:
+            return []
+        live = self._live.get(key)
+        if live is not None:
+            live.discard(seq)
+            if not live:
+                del self._live[key]
+                return [key]
+        return []
 
     def _delete(self, keys: list[str]) -> None:
         if not keys:
@@ -142,7 +226,7 @@ class WalMirror:
         try:
             self.store.delete_many(keys)
         except MinioDBError as exc:  # an orphan is skipped by its watermark and deleted later
-            log.warning("could not delete %d mirrored WAL segments: %s", len(keys), exc)
+            log.warning("could not delete %d mirrored WAL objects: %s", len(keys), exc)
 
     # -- the mirror thread -------------------------------------------------------------
     def _run(self) -> None:
@@ -156,27 +240,83 @@ class WalMirror:
                 self._queue.clear()
                 todo = [p for p in batch if not p.skip]
                 self._inflight.update(p.segment.seq for p in todo)
-            futures = [self._pool.submit(self._put, p.segment) for p in todo]
-            for p, f in zip(todo, futures, strict=True):
-                p.error = f.exception()
+            groups = _groups([p.segment for p in todo])
+            futures = [self._pool.submit(self._upload, g) for g in groups]
+            errors: dict[int, BaseException] = {}
+            for group, f in zip(groups, futures, strict=True):
+                exc = f.exception()
+                if exc is not None:
+                    errors.update({s.seq: exc for s in group})
             seqs = {p.segment.seq for p in todo}
+            keys = []
             with self._cond:
                 late = self._removed_inflight & seqs
                 self._removed_inflight -= late
                 self._inflight -= seqs
-            self._delete([wal_mirror_key(self.node_id, s) for s in sorted(late)])
+                for seq in late:
+                    keys += self._forget(seq)
+            self._delete(keys)
             for p in todo:
-                if p.segment.seq in late:
-                    p.error = None  # persisted while uploading (its file may be gone): durable
+                if p.segment.seq not in late:  # removed while uploading: persisted, durable
+                    p.error = errors.get(p.segment.seq)
             self.rounds += 1
             self.uploaded += len(todo)
+            self.objects += len(groups)
             for p in batch:
                 p.done.set()
 
-    def _put(self, segment: Segment) -> None:
-        key = wal_mirror_key(self.node_id, segment.seq)
+    def _upload(self, group: list[Segment]) -> None:
+        """One object: the segment file itself, or a bundle of several."""
+        if len(group) == 1:
+            key = wal_mirror_key(self.node_id, group[0].seq)
+            self._retrying(lambda: self.store.put_file(key, group[0].path))
+            self._track(key, {group[0].seq})
+            return
+        parts = []
+        for seg in group:
+            try:
+                parts.append((seg.seq, seg.path.read_bytes()))
+            except FileNotFoundError:
+                continue  # removed meanwhile: persisted, nothing to protect
+        if not parts:
+            return
+        key = wal_mirror_bundle_key(self.node_id, parts[0][0], parts[-1][0])
+        body = pack_bundle(parts)
+        self._retrying(lambda: self.store.put_bytes(key, body))
+        self._track(key, {seq for seq, _ in parts})
+
+    def _retrying(self, fn) -> None:
         for attempt in Retrying(retry=retry_if_exception_type(Unavailable), reraise=True,
                                 stop=stop_after_delay(self.retry_seconds),
                                 wait=wait_exponential(multiplier=0.05, max=1.0)):
             with attempt:
-                self.store.put_file(key, segment.path)
+                fn()
+
+
+def _groups(segments: list[Segment]) -> list[list[Segment]]:
+    """Segments in sequence order, cut into objects: small ones together up to BUNDLE_BYTES,
+    a large one alone."""
+    groups: list[list[Segment]] = []
+    current: list[Segment] = []
+    size = 0
+    for seg in sorted(segments, key=lambda s: s.seq):
+        if seg.size >= BUNDLE_BYTES:
+            groups.append([seg])
+            continue
+        if current and size + seg.size > BUNDLE_BYTES:
+            groups.append(current)
+            current, size = [], 0
+        current.append(seg)
+        size += seg.size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _write_durably(path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".restore.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

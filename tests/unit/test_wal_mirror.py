@@ -11,6 +11,7 @@ import threading
 import time
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from clients.errors import Unavailable
@@ -18,7 +19,7 @@ from flight_server.adopt import WalAdopter
 from flight_server.catalog import Catalog
 from flight_server.config import RedisSettings
 from flight_server.metadata import load_metadata_store
-from flight_server.paths import wal_mirror_key, wal_mirror_prefix
+from flight_server.paths import wal_mirror_bundle_key, wal_mirror_key, wal_mirror_prefix
 from flight_server.storage.local import LocalObjectStore
 from flight_server.wal import WriteAheadLog
 from flight_server.wal_mirror import WalMirror
@@ -89,8 +90,12 @@ def test_concurrent_appends_share_one_upload_round(setup) -> None:
     store.release.set()
     for t in [first, *others]:
         t.join(30)
-    assert mirror.rounds == 2 and mirror.uploaded == 6
-    assert len(mirrored(store)) == 6
+    assert mirror.rounds == 2 and mirror.uploaded == 6 and mirror.objects == 2
+    assert mirrored(store) == [wal_mirror_key("n1", 1), wal_mirror_bundle_key("n1", 2, 6)]  # one PUT for five
+    wal.remove([2, 3, 4, 5])
+    assert len(mirrored(store)) == 2  # the bundle still holds segment 6
+    wal.remove([1, 6])
+    assert mirrored(store) == []
 
 
 def test_a_failed_upload_fails_the_ingest_and_keeps_the_local_segment(setup) -> None:
@@ -136,9 +141,19 @@ def test_reconcile_restores_a_lost_disk(tmp_path) -> None:
 def test_reconcile_uploads_segments_written_while_the_mirror_was_off(tmp_path) -> None:
     store = LocalObjectStore(tmp_path / "objects")
     wal = WriteAheadLog(tmp_path / "wal")
-    seg = wal.append("t", "id1", DATA)
-    assert WalMirror(store, "n1").reconcile(wal) == (0, 1)
-    assert store.get_bytes(wal_mirror_key("n1", seg.seq)) == seg.path.read_bytes()
+    segs = [wal.append("t", "id1", DATA) for _ in range(3)]
+    assert WalMirror(store, "n1").reconcile(wal) == (0, 3)
+    assert mirrored(store) == [wal_mirror_bundle_key("n1", 1, 3)]
+    fresh = WriteAheadLog(tmp_path / "wal-new")  # and the bundle restores a lost disk
+    again = WalMirror(store, "n1")
+    assert again.reconcile(fresh) == (3, 0)
+    assert [s.path.read_bytes() for s in fresh.segments()] == [s.path.read_bytes() for s in segs]
+    again.attach(fresh)
+    fresh.remove([1, 2])
+    assert len(mirrored(store)) == 1
+    fresh.remove([3])
+    assert mirrored(store) == []
+    again.stop()
 
 
 @pytest.mark.redis
@@ -149,20 +164,24 @@ def test_adoption_commits_once_with_the_watermark(tmp_path, redis_server, redis_
     catalog = Catalog(meta)
     info = catalog.create("t", DATA.schema)
     dead = WriteAheadLog(tmp_path / "wal-dead")
-    mirror = WalMirror(store, "dead").attach(dead)
     segs = [dead.append("t", info.table_id, pa.table({"id": pa.array(range(k * 10, k * 10 + 10), pa.int64())}))
-            for k in range(3)]
-    mirror.stop()
+            for k in range(4)]
+    WalMirror(store, "dead").reconcile(dead)  # segments 1-4 in one bundle
+    mirror = WalMirror(store, "dead").attach(dead)
+    segs.append(dead.append("t", info.table_id, pa.table({"id": pa.array(range(40, 50), pa.int64())})))
+    mirror.stop()  # segment 5 alone
     meta.commit_files("t", info.table_id, [], watermark=("dead", segs[0].seq))  # the first was flushed
     adopter = WalAdopter("live", meta, catalog, store, node_ttl=2.0, tmp_dir=tmp_path / "tmp")
     other = adopter.lease("dead")
     assert other.acquire()  # another adopter (or the node itself) holds the lease: hands off
-    assert adopter.scan_once() == 0 and len(mirrored(store, "dead")) == 3
+    assert adopter.scan_once() == 0 and len(mirrored(store, "dead")) == 2
     other.release()
-    assert adopter.scan_once() == 20  # segments 2 and 3; the first is covered by the watermark
-    assert meta.get_watermark("dead", info.table_id) == segs[2].seq
+    assert adopter.scan_once() == 40  # segments 2-5; the first is covered by the watermark
+    assert meta.get_watermark("dead", info.table_id) == segs[-1].seq
     files = meta.list_files("t")
-    assert [f.rows for f in files] == [20] and files[0].node_id == "dead"
+    assert [f.rows for f in files] == [40] and files[0].node_id == "dead"
+    adopted = pq.read_table(pa.BufferReader(store.get_bytes(files[0].key)))
+    assert sorted(adopted.column("id").to_pylist()) == list(range(10, 50))
     assert mirrored(store, "dead") == []
     assert adopter.scan_once() == 0  # nothing left, nothing twice
     meta.close()
