@@ -113,6 +113,8 @@ class SegmentWriter:
         size = self.tmp.stat().st_size
         seq, self._generation = self.wal._publish(self.tmp, size)
         self._segment = Segment(seq, self.wal._path(seq), self.table, self.table_id, self.rows, size, self.batch_id)
+        if self.wal.on_published is not None:  # e.g. start the mirror upload while durable() syncs
+            self.wal.on_published(self._segment)
         return self._segment
 
     def durable(self) -> None:
@@ -145,8 +147,10 @@ class WriteAheadLog:
         self.sync = sync
         self.recycle_bytes = recycle_bytes
         self.dir.mkdir(parents=True, exist_ok=True)
-        # hooks: a published segment is on disk (called before the acknowledgement, may raise
-        # to fail it), and segments were removed (persisted or abandoned)
+        # hooks: a segment was published (under the caller's lock: must not block), a published
+        # segment is on disk (called before the acknowledgement, may raise to fail it), and
+        # segments were removed (persisted or abandoned)
+        self.on_published: Callable[[Segment], None] | None = None
         self.on_durable: Callable[[Segment], None] | None = None
         self.on_removed: Callable[[list[int]], None] | None = None
         self._lock = threading.Lock()

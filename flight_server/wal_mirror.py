@@ -3,8 +3,9 @@ before its ingest is acknowledged. A node whose disk is lost therefore loses no 
 row: another node adopts the mirrored segments (adopt.py), or the node itself restores them
 when it comes back.
 
-Group commit: the WAL calls :meth:`WalMirror.mirror` once a segment is durable on the local
-disk, and that call waits. One mirror thread takes every segment waiting at that moment and
+Group commit: the WAL hands a segment over when it is published (:meth:`WalMirror.submit`,
+so the upload overlaps the local directory sync) and waits for it once the segment is durable
+on the local disk (:meth:`WalMirror.wait`). One mirror thread takes every segment waiting at that moment and
 uploads them as one round, then releases all their writers. Concurrent ingests that arrive
 while a round is in flight share the next round, so a round never waits on purpose: a writer
 waits for at most the round in flight plus its own.
@@ -101,6 +102,7 @@ class WalMirror:
         self.retry_seconds = retry_seconds
         self._cond = threading.Condition()
         self._queue: dict[int, _Pending] = {}  # seq -> waiting for the next round
+        self._waiters: dict[int, _Pending] = {}  # seq -> submitted, its writer not yet waiting
         self._inflight: set[int] = set()
         self._removed_inflight: set[int] = set()
         self._object_of: dict[int, str] = {}  # seq -> mirror object holding it
@@ -121,7 +123,8 @@ class WalMirror:
     # -- lifecycle ---------------------------------------------------------------------
     def attach(self, wal: WriteAheadLog) -> WalMirror:
         """Hook into ``wal`` and start the mirror thread."""
-        wal.on_durable = self.mirror
+        wal.on_published = self.submit
+        wal.on_durable = self.wait
         wal.on_removed = self.removed
         self._thread = threading.Thread(target=self._run, name="miniodb-wal-mirror", daemon=True)
         self._thread.start()
@@ -180,18 +183,30 @@ class WalMirror:
                 self._object_of[seq] = key
 
     # -- WAL hooks ---------------------------------------------------------------------
-    def mirror(self, segment: Segment) -> None:
-        """Block until ``segment`` is in the object store (WAL ``on_durable`` hook)."""
-        pending = _Pending(segment)
+    def submit(self, segment: Segment) -> None:
+        """Queue ``segment`` for the next round (WAL ``on_published`` hook: the upload overlaps
+        the local directory sync; never blocks)."""
         with self._cond:
-            if self._stopped:
-                raise Unavailable("the node is stopping; the WAL mirror takes no new segments")
+            if self._stopped or segment.seq in self._waiters:
+                return  # wait() reports the stop
+            pending = _Pending(segment)
+            self._waiters[segment.seq] = pending
             self._queue[segment.seq] = pending
             self._cond.notify_all()
+
+    def wait(self, segment: Segment) -> None:
+        """Block until ``segment`` is in the object store (WAL ``on_durable`` hook)."""
+        self.submit(segment)
+        with self._cond:
+            pending = self._waiters.pop(segment.seq, None)
+        if pending is None:
+            raise Unavailable("the node is stopping; the WAL mirror takes no new segments")
         pending.done.wait()
         if pending.error is not None:
             raise Unavailable(f"WAL segment {segment.seq} could not be mirrored to the object store "
                               f"({pending.error}); the rows are in this node's WAL") from pending.error
+
+    mirror = wait  # submit and wait, for a caller without the publish hook
 
     def removed(self, seqs: list[int]) -> None:
         """Segments left the WAL; objects holding none of the rest go (WAL ``on_removed`` hook)."""
