@@ -185,3 +185,37 @@ def test_adoption_commits_once_with_the_watermark(tmp_path, redis_server, redis_
     assert mirrored(store, "dead") == []
     assert adopter.scan_once() == 0  # nothing left, nothing twice
     meta.close()
+
+
+class CrashingDeletes(LocalObjectStore):
+    """The adopter "crashes" right after its commit: deleting the mirror objects raises."""
+
+    crash = True
+
+    def delete_many(self, keys):
+        if self.crash:
+            raise RuntimeError("adopter crashed (test)")
+        super().delete_many(keys)
+
+
+@pytest.mark.redis
+def test_an_adopter_crashing_after_its_commit_is_not_repeated(tmp_path, redis_server, redis_prefix) -> None:
+    store = CrashingDeletes(tmp_path / "objects")
+    meta = load_metadata_store(redis_server.url, settings=RedisSettings(
+        host="127.0.0.1", port=redis_server.port, prefix=redis_prefix, socket_timeout=2.0))
+    catalog = Catalog(meta)
+    info = catalog.create("t", DATA.schema)
+    dead = WriteAheadLog(tmp_path / "wal-dead")
+    for _ in range(2):
+        dead.append("t", info.table_id, DATA)
+    WalMirror(store, "dead").reconcile(dead)
+    first = WalAdopter("live-1", meta, catalog, store, node_ttl=2.0, tmp_dir=tmp_path / "tmp1")
+    with pytest.raises(RuntimeError, match="crashed"):
+        first.scan_once()
+    assert [f.rows for f in meta.list_files("t")] == [20] and len(mirrored(store, "dead")) == 1
+    store.crash = False
+    second = WalAdopter("live-2", meta, Catalog(meta), store, node_ttl=2.0,
+                        tmp_dir=tmp_path / "tmp2")
+    assert second.scan_once() == 0  # the watermark covers both segments: nothing twice
+    assert [f.rows for f in meta.list_files("t")] == [20] and mirrored(store, "dead") == []
+    meta.close()
