@@ -219,3 +219,21 @@ def test_an_adopter_crashing_after_its_commit_is_not_repeated(tmp_path, redis_se
     assert second.scan_once() == 0  # the watermark covers both segments: nothing twice
     assert [f.rows for f in meta.list_files("t")] == [20] and mirrored(store, "dead") == []
     meta.close()
+
+
+@pytest.mark.redis
+def test_the_segments_of_a_dropped_table_are_not_adopted(tmp_path, redis_server, redis_prefix) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    meta = load_metadata_store(redis_server.url, settings=RedisSettings(
+        host="127.0.0.1", port=redis_server.port, prefix=redis_prefix, socket_timeout=2.0))
+    catalog = Catalog(meta)
+    old = catalog.create("t", DATA.schema)
+    dead = WriteAheadLog(tmp_path / "wal-dead")
+    dead.append("t", old.table_id, DATA)
+    WalMirror(store, "dead").reconcile(dead)
+    catalog.drop("t")
+    catalog.create("t", DATA.schema)  # a new incarnation of the name
+    adopter = WalAdopter("live", meta, catalog, store, node_ttl=2.0, tmp_dir=tmp_path / "tmp")
+    assert adopter.scan_once() == 0
+    assert meta.list_files("t") == [] and mirrored(store, "dead") == []
+    meta.close()
