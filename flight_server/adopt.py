@@ -7,8 +7,8 @@ keeps in the object store. A live node then:
 1. takes the Redis lease ``{prefix}:walmirror:lease:{dead}`` (SET NX PX; renewed while it
    works; only one adopter), and checks that the node is still not live;
 2. reads the node's mirrored segments and groups them by table incarnation;
-3. skips (and deletes) the segments at or below the dead node's watermark for that table:
-   they are persisted already;
+3. skips the segments at or below the dead node's watermark for that table: they are
+   persisted already;
 4. writes the others as one Parquet file and commits it with
    ``commit_files(table, table_id, [entry], watermark=(dead, max_seq))``: the watermark the
    dead node's own flush would have set, so the commit and the "adopted" mark are one
@@ -25,8 +25,10 @@ that replay then skips), and releases the lease once its heartbeat is registered
 skips what was adopted because adoption moved the watermark.
 
 Limit: a node that is alive but cut off from Redis for longer than ``node_ttl`` looks dead;
-if it is adopted and later flushes the same rows, they are committed twice. The lease check
-right before each commit keeps the window short; it is not a fence.
+if it is adopted and, once Redis answers again, flushes the same rows itself, they are
+committed twice. Closing that needs a fence in the flush commit (refuse a commit whose
+oldest segment is at or below the node's stored watermark, and drop those rows instead),
+which belongs to persist.py and the metadata commit script, not here.
 """
 
 from __future__ import annotations
