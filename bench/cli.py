@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from clients import errors
 
-CHOICES = ("all", "ingest", "query", "export", "rest", "latency", "memory", "security", "cache")
+CHOICES = ("all", "ingest", "query", "export", "rest", "latency", "memory", "security", "cache", "mirror")
 MEMORY_DEFAULT = 50_000_000
 
 
@@ -57,8 +57,9 @@ def _positive(ctx, param, value):
 @click.option("--keep-data", is_flag=True, help="keep the temp folder (node data, logs) and the bench tables")
 def bench(workload, uri, rest_url, username, password, rows, repeat, report, plot, json_path, rest_rows,
           latency_queries, memory_rows, seed, keep_data):
-    """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache or all) with its
-    baselines (security: auth/TLS off vs on; cache: result cache hits; neither is part of all)."""
+    """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache, mirror or all)
+    with its baselines (security: auth/TLS off vs on; cache: result cache hits; mirror: wal.mirror off
+    vs on; none of these three is part of all)."""
     from rich.console import Console
 
     from . import report as rpt

@@ -95,6 +95,7 @@ class WalSettings:
     dir: str = ""  # empty: {data_dir}/wal
     chunk_bytes: int = 128 * 1024 * 1024  # a DoPut commits in chunks of this size
     recycle_bytes: int = 512 * 1024 * 1024  # persisted segment files kept for reuse (0: delete)
+    mirror: str = "off"  # off | object_store: segments also in the object store before the ack
 
 
 @dataclass(frozen=True)
@@ -361,6 +362,8 @@ def _validate(s: Settings) -> None:
             bad(path, "must be positive")
     if s.wal.sync not in ("always", "none"):
         bad("wal.sync", f"must be 'always' or 'none', not {s.wal.sync!r}")
+    if s.wal.mirror not in ("off", "object_store"):
+        bad("wal.mirror", f"must be 'off' or 'object_store' (quoted in YAML), not {s.wal.mirror!r}")
     if s.coordinator.mode not in ("local", "distributed"):
         bad("coordinator.mode", f"must be 'local' or 'distributed', not {s.coordinator.mode!r}")
     if s.server.tls_enabled and not (s.server.tls_cert_file and s.server.tls_key_file):

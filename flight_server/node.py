@@ -22,6 +22,7 @@ from clients.errors import InvalidRequest, MinioDBError
 
 from . import auth, tls
 from .actions import NodeActions
+from .adopt import open_wal_mirror
 from .backup import BackupService
 from .batches import BatchLedger
 from .buffer import BufferManager
@@ -135,6 +136,9 @@ class Node:
         self._start_observability()
         self.dml = UpdateExecutor(self.catalog, self.ingestor, query=self.query, ingest=self.ingest)
         self.ingestor.load_tables()
+        # wal.mirror: restore/upload segments and hook the WAL; holds this node's adoption lease
+        self.wal_mirror, self.adopter = open_wal_mirror(s, self.node_id, self.store, self.metadata,
+                                                        self.catalog, self.wal)
         replayed = self.ingestor.replay(lambda table, table_id: self.metadata.get_watermark(self.node_id, table_id))
         if replayed:
             log.info("replayed %d rows from the WAL", replayed)
@@ -147,6 +151,8 @@ class Node:
         self._start_listeners()
         self.heartbeat = Heartbeat(self.metadata, self.node_info, s.metadata.node_ttl, self._stopped,
                                    on_live=self.metrics.live_nodes.set).start()
+        if self.adopter is not None:
+            self.adopter.start()  # registered: release our own WAL's lease, adopt dead nodes' WAL
         self.maintenance = MetadataMaintenance(self.backups, s.metadata, self._stopped).start()
         self.metrics.up.set(1)
         log.info("node %s serving flight=%s rest=%s metrics=%s", self.node_id, self.addresses.get("flight"),
@@ -328,11 +334,15 @@ class Node:
                 listener.stop()
         self.retention.stop()
         self.trimmer.stop()
+        if self.adopter is not None:
+            self.adopter.stop()
         self.flusher.stop()
         try:
             self.flusher.flush_all()
         except Exception as exc:  # noqa: BLE001 - the WAL keeps the rows
             log.warning("final flush incomplete, rows stay in the WAL: %s", exc)
+        if self.wal_mirror is not None:
+            self.wal_mirror.stop()
         try:
             self.metadata.unregister_node(self.node_id)
         except MinioDBError:

@@ -6,6 +6,9 @@ Object layout (in the bucket, or under the local storage root)::
     _meta/backups/backup_YYYYMMDD_HHMMSS.json               metadata snapshots
     _meta/trash/YYYYMMDD_HHMMSS_{table}_{token}.json        objects of dropped tables, kept
                                                             while a backup may refer to them
+    _wal/{node_id}/{seq:020d}.arrow                         a mirrored WAL segment (wal.mirror)
+    _wal/{node_id}/{first:020d}-{last:020d}.bundle          segments mirrored in one upload round;
+                                                            both deleted once persisted or adopted
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ BACKUP_PREFIX = "_meta/backups/"
 _BACKUP_NAME = re.compile(r"^backup_(\d{8})_(\d{6})\.json$")
 BACKUP_FILE = re.compile(r"^backup_[A-Za-z0-9_\-]{1,64}\.json$")  # names accepted for a restore
 TRASH_PREFIX = "_meta/trash/"
+WAL_MIRROR_PREFIX = "_wal/"
+_WAL_MIRROR_KEY = re.compile(r"^_wal/([A-Za-z0-9][A-Za-z0-9_.\-]{0,127})/(\d{20})(?:\.arrow|-(\d{20})\.bundle)$")
 _TRASH_NAME = re.compile(r"^(\d{8})_(\d{6})_[A-Za-z0-9_]+_[0-9a-f]+\.json$")
 
 
@@ -64,3 +69,30 @@ def parse_trash_time(key: str) -> dt.datetime | None:
     if not m:
         return None
     return dt.datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+
+
+def wal_mirror_prefix(node_id: str | None = None) -> str:
+    """``_wal/`` (every node's mirrored WAL) or ``_wal/{node_id}/`` (one node's)."""
+    return WAL_MIRROR_PREFIX if node_id is None else f"{WAL_MIRROR_PREFIX}{node_id}/"
+
+
+def wal_mirror_key(node_id: str, seq: int) -> str:
+    return f"{WAL_MIRROR_PREFIX}{node_id}/{seq:020d}.arrow"
+
+
+def wal_mirror_bundle_key(node_id: str, first: int, last: int) -> str:
+    return f"{WAL_MIRROR_PREFIX}{node_id}/{first:020d}-{last:020d}.bundle"
+
+
+def parse_wal_mirror_key(key: str) -> tuple[str, int, int] | None:
+    """(node id, first, last WAL sequence) of a mirror object's key (first == last for a single
+    segment's ``.arrow``), or None for any other key."""
+    m = _WAL_MIRROR_KEY.match(key)
+    if not m:
+        return None
+    first = int(m.group(2))
+    return m.group(1), first, int(m.group(3)) if m.group(3) else first
+
+
+def is_wal_mirror_bundle(key: str) -> bool:
+    return key.endswith(".bundle")

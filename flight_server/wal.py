@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,12 +134,17 @@ class SegmentWriter:
         size = self.tmp.stat().st_size
         seq, self._generation = self.wal._publish(self.tmp, size)
         self.published = True
-        return Segment(seq, self.wal._path(seq), self.table, self.table_id, self.rows, size, self.batch_id,
-                       batch_rows=self.batch_rows)
+        self._segment = Segment(seq, self.wal._path(seq), self.table, self.table_id, self.rows, size, self.batch_id,
+                                batch_rows=self.batch_rows)
+        if self.wal.on_published is not None:  # e.g. start the mirror upload while durable() syncs
+            self.wal.on_published(self._segment)
+        return self._segment
 
     def durable(self) -> None:
         """Wait until the rename is on disk (directory fsync, shared by concurrent writers)."""
         self.wal._sync_dir_upto(self._generation)
+        if self.wal.on_durable is not None:  # e.g. the object-store mirror (wal_mirror.py)
+            self.wal.on_durable(self._segment)
 
     def commit(self) -> Segment:
         self.sync()
@@ -178,6 +183,12 @@ class WriteAheadLog:
         self.sync = sync
         self.recycle_bytes = recycle_bytes
         self.dir.mkdir(parents=True, exist_ok=True)
+        # hooks: a segment was published (under the caller's lock: must not block), a published
+        # segment is on disk (called before the acknowledgement, may raise to fail it), and
+        # segments were removed (persisted or abandoned)
+        self.on_published: Callable[[Segment], None] | None = None
+        self.on_durable: Callable[[Segment], None] | None = None
+        self.on_removed: Callable[[list[int]], None] | None = None
         self._lock = threading.Lock()
         self._dir_sync = threading.Lock()
         self._renamed = 0  # renames made so far
@@ -202,6 +213,10 @@ class WriteAheadLog:
 
     def _path(self, seq: int) -> Path:
         return self.dir / f"{seq:020d}{_SUFFIX}"
+
+    def segment_path(self, seq: int) -> Path:
+        """Where segment ``seq`` lives (a restored copy may be placed there before replay)."""
+        return self._path(seq)
 
     def _read_floor(self) -> int:
         try:
@@ -351,3 +366,13 @@ class WriteAheadLog:
             self._retire(self._path(seq), size)
         if self.sync:
             _fsync_dir(self.dir)
+        if self.on_removed is not None:
+            self.on_removed(seqs)
+
+    def raise_floor(self, value: int) -> None:
+        """Number new segments above ``value`` (e.g. a watermark left by a lost disk's WAL)."""
+        with self._lock:
+            if value > self._floor:
+                self._floor = value
+                self._write_floor(value)
+            self._next = max(self._next, value + 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import export, ingest, latency, memory, query, rest, security
+from . import export, ingest, latency, memory, mirror, query, rest, security
 
 WORKLOADS: dict[str, Callable] = {
     "ingest": ingest.run,
@@ -17,5 +17,6 @@ WORKLOADS: dict[str, Callable] = {
     "memory": memory.run,
     "security": security.run,  # auth/TLS off vs on (four nodes of its own); not in "all"
     "cache": security.run_cache,  # result cache hits, in the node and through ADBC; not in "all"
+    "mirror": mirror.run,  # wal.mirror off vs on (two nodes of its own); not in "all"
 }
 ALL = ("ingest", "export", "query", "latency", "rest", "memory")

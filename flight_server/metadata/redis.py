@@ -285,6 +285,11 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
     def __repr__(self) -> str:
         return f"RedisMetadataStore({self.url!r}, prefix={self.prefix!r})"
 
+    @property
+    def client(self) -> redis.Redis:
+        """The connection, for features that keep their own keys under :attr:`prefix` (leases)."""
+        return self._r
+
     # -- plumbing ----------------------------------------------------------------------
     def k_files(self, table: str) -> str:
         return f"{self.prefix}:files:{table}"

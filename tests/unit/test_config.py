@@ -59,6 +59,7 @@ def test_unknown_section_names_the_key(tmp_path):
     ({"MINIODB_SERVER_AUTH_ENABLED": "maybe"}, "MINIODB_SERVER_AUTH_ENABLED"),
     ({"MINIODB_SERVER_GRPC_PORT": "70000"}, "server.grpc_port"),
     ({"MINIODB_WAL_SYNC": "sometimes"}, "wal.sync"),
+    ({"MINIODB_WAL_MIRROR": "s3"}, "wal.mirror"),
 ])
 def test_malformed_values_name_the_key(env, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
