@@ -1,9 +1,9 @@
 """The DuckDB engine: one shared database, one sandboxed cursor per request, Arrow streams out.
 
-For each request the engine classifies the statement with DuckDB's parser, finds the tables
-it reads (``json_serialize_sql``), asks the resolver for each table's committed Parquet
-files (pruned) and this node's buffer, binds them as temporary views on the request's own
-cursor and streams the result with DuckDB's Arrow record batch reader.
+For each request the engine takes the statement's analysis (:mod:`.statement`: its kind and
+the tables it reads, parsed once per text), asks the resolver for each table's committed
+Parquet files (pruned) and this node's buffer, binds them as temporary views on the request's
+own cursor and streams the result with DuckDB's Arrow record batch reader.
 
 The database is locked down before any user SQL runs: no file system access outside the
 object/cache folders, no extension install or load, configuration locked.
@@ -11,7 +11,6 @@ object/cache folders, no extension install or load, configuration locked.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -20,38 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import orjson
 import pyarrow as pa
 
-from clients.errors import InvalidRequest, NotFound, Unimplemented
+from clients.errors import InvalidRequest, NotFound
 
 from ..metadata.base import TableInfo
-from .analyze import Analysis, analyze
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
+from .statement import Statement, as_statement, classify, refuse
 
 log = logging.getLogger("miniodb.query")
 
-# DuckDB statement types that never reach the engine from user SQL, with the reason given.
-REFUSED = {
-    "COPY": "COPY is not allowed: the node does not read or write files for clients; "
-            "stream the result (miniodb sql --format csv|parquet --output FILE)",
-    "EXPORT": "EXPORT DATABASE is not allowed: the node does not write files for clients",
-    "ATTACH": "ATTACH is not allowed: queries read only MinIODB tables",
-    "DETACH": "DETACH is not allowed",
-    "SET": "SET is not allowed: engine settings are fixed by the server configuration",
-    "VARIABLE_SET": "SET VARIABLE is not allowed",
-    "LOAD": "INSTALL/LOAD is not allowed: extensions cannot be installed or loaded",
-    "EXTENSION": "extensions cannot be installed or loaded",
-    "PRAGMA": "PRAGMA is not allowed: engine settings are fixed by the server configuration",
-    "TRANSACTION": "transactions are not supported: each statement is atomic on its own",
-    "VACUUM": "VACUUM is not allowed",
-    "CALL": "CALL is not allowed",
-    "ALTER": "ALTER is not supported; tables evolve on ingest (new nullable columns, int->float)",
-    "PREPARE": "PREPARE is not supported in SQL text; use Flight SQL prepared statements",
-    "EXECUTE": "EXECUTE is not supported in SQL text; use Flight SQL prepared statements",
-}
-QUERY_KINDS = {"SELECT", "EXPLAIN"}
+__all__ = ["QueryEngine", "QueryResult", "ResolvedTable", "classify", "refuse"]  # classify/refuse: for dml
+
 BATCH_TARGET_BYTES = 4 * 1024 * 1024  # result batches stay far below gRPC's 16 MiB message cap
 _FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "UTINYINT": 1, "SMALLINT": 2, "USMALLINT": 2, "INTEGER": 4,
                 "UINTEGER": 4, "FLOAT": 4, "DATE": 4, "BIGINT": 8, "UBIGINT": 8, "DOUBLE": 8, "TIME": 8,
@@ -86,47 +66,47 @@ class ResolvedTable:
     hot: str | None = None  # the in-memory copy of those files read instead (query/hot.py)
 
 
-@dataclass
+def _noop(*_: Any) -> None:
+    return None
+
+
+@dataclass(eq=False)
 class QueryResult:
-    reader: pa.RecordBatchReader
+    """A statement's result: ``source`` is the C++ reader (DuckDB's, or a cached table's).
+
+    Whoever reads the result reports its end: :meth:`complete` with the rows and bytes read
+    (and the batches, when they were kept: the result cache may take them), :meth:`failed`
+    when reading raised; :meth:`close` releases the cursor (a result closed before either
+    counts as cancelled). The Flight server reads ``source`` without a Python step per batch
+    where it can (:mod:`flight_server.flightsql.results`). ``reader`` is for in-process
+    consumers (INSERT ... SELECT): ``source`` counted as it is read, reporting its own end.
+    """
+
+    source: pa.RecordBatchReader
     kind: str
     stats: dict[str, Any] = field(default_factory=dict)
-    _close: Callable[[], None] = lambda: None
-    interrupt: Callable[[], None] = lambda: None  # stops the running query (cancellation)
+    _close: Callable[[], None] = _noop
+    interrupt: Callable[[], None] = _noop  # stops the running query (cancellation)
     record: Any = None  # querylog.QueryRecord (statistics), set by the query runner
+    table: pa.Table | None = None  # the whole result, when it is in memory already (cache hit)
+    keep_bytes: int = 0  # a result up to this size is worth handing back in complete() (cache fill)
+    complete: Callable[[int, int, list[pa.RecordBatch] | None], None] = _noop
+    failed: Callable[[BaseException], None] = _noop
+    counted: Callable[[QueryResult], pa.RecordBatchReader] | None = None
+    _reader: pa.RecordBatchReader | None = None
 
     @property
     def schema(self) -> pa.Schema:
-        return self.reader.schema
+        return self.source.schema
+
+    @property
+    def reader(self) -> pa.RecordBatchReader:
+        if self._reader is None:
+            self._reader = self.counted(self) if self.counted is not None else self.source
+        return self._reader
 
     def close(self) -> None:
         self._close()
-
-
-@functools.lru_cache(maxsize=4096)
-def classify(sql: str) -> tuple[str, duckdb.Statement]:
-    """Statement kind from DuckDB's parser; exactly one statement is accepted (cached by text)."""
-    if not sql or not sql.strip():
-        raise InvalidRequest("empty SQL statement")
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise InvalidRequest(str(exc).strip()) from exc
-    if len(statements) != 1:
-        raise InvalidRequest(f"expected exactly one SQL statement, got {len(statements)}")
-    st = statements[0]
-    return st.type.name, st
-
-
-def refuse(kind: str) -> None:
-    if kind in REFUSED:
-        raise InvalidRequest(REFUSED[kind])
-    if kind in ("DELETE", "UPDATE"):
-        raise Unimplemented(
-            f"{kind} is not supported yet; supported are SELECT, CREATE TABLE, DROP TABLE and INSERT"
-        )
-    if kind not in QUERY_KINDS:
-        raise InvalidRequest(f"{kind} statements are not supported here")
 
 
 def _quote(name: str) -> str:
@@ -231,7 +211,6 @@ class QueryEngine:
         self._db.execute("SET parquet_metadata_cache=true")
         self._db.execute("SET lock_configuration=true")
         self._types_cache: dict[tuple[str, int], list[tuple[str, str]]] = {}
-        self._analysis_cache: dict[str, Analysis] = {}  # json_serialize_sql walk, by SQL text
         self._lock = threading.Lock()
         self._active: dict[int, duckdb.DuckDBPyConnection] = {}
         self.system_tables: Any = None  # query.system.SystemTables: binds system.* per request
@@ -258,35 +237,19 @@ class QueryEngine:
             self._types_cache[key] = out
         return out
 
-    def analyze(self, cur: duckdb.DuckDBPyConnection, sql: str) -> Analysis:
-        cached = self._analysis_cache.get(sql)
-        if cached is not None:
-            return cached
-        text = cur.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
-        tree = orjson.loads(text)
-        if tree.get("error"):
-            raise InvalidRequest(tree.get("error_message") or "invalid SQL")
-        result = analyze(tree)
-        with self._lock:
-            if len(self._analysis_cache) >= 4096:
-                self._analysis_cache.pop(next(iter(self._analysis_cache)))
-            self._analysis_cache[sql] = result
-        return result
-
     def execute(
         self,
-        sql: str,
+        statement: Statement | str,
         params: Sequence[Any] | None,
         resolve: Callable[[str, list | None], ResolvedTable | None],
-        kind: str | None = None,
         schema_only: bool = False,
     ) -> QueryResult:
         """Run one SELECT; ``resolve(name, constraint_sets)`` binds each table it reads.
 
         ``schema_only``: bind the statement but run nothing (an empty result of its schema)."""
         started = time.perf_counter()
-        if kind is None:
-            kind, _ = classify(sql)
+        st = as_statement(statement)
+        kind, sql = st.kind, st.sql
         refuse(kind)
         cur, views = self._cursors.take()
         resolved: list[ResolvedTable] = []
@@ -311,7 +274,9 @@ class QueryEngine:
 
         try:
             if kind == "SELECT":
-                analysis = self.analyze(cur, sql)
+                if st.analysis is None:
+                    raise InvalidRequest(st.error or "invalid SQL")
+                analysis = st.analysis
                 for schema, name in analysis.qualified:
                     if schema == HOT_SCHEMA:  # the node's internal copies are not tables of the user
                         raise NotFound(f"table {schema}.{name!r} not found", detail={"table": name})
