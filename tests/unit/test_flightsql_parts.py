@@ -216,3 +216,47 @@ def test_prefetch_error_is_a_client_error_and_releases_the_result():
     with pytest.raises(InvalidRequest, match="Conversion Error"):
         ex.prefetch(1 << 20)
     assert ex.first.closed == 1 and len(ex.first.failures) == 1
+
+
+def test_quiet_tracebacks_hold_for_handlers_and_stream_generators(monkeypatch):
+    """A pyarrow fact the server relies on: with ``sys.tracebacklimit = 0`` an ArrowInvalid,
+    ArrowKeyError or NotImplementedError keeps its gRPC code and loses its traceback, raised
+    by a handler or by a DoGet stream's generator."""
+    import sys
+    import threading
+
+    import pyarrow.flight as flight
+
+    from flight_server.flightsql.errors import quiet_tracebacks
+
+    errors = {"invalid": pa.ArrowInvalid, "not_found": pa.ArrowKeyError, "unimplemented": NotImplementedError}
+
+    class Server(flight.FlightServerBase):
+        def do_get(self, context, ticket):
+            where, name = ticket.ticket.decode().split(":")
+            if where == "handler":
+                raise errors[name](f"{name} in a handler")
+
+            def gen():
+                yield pa.record_batch([pa.array([1])], names=["x"])
+                raise errors[name](f"{name} in a stream")
+
+            return flight.GeneratorStream(pa.schema([("x", pa.int64())]), gen())
+
+    monkeypatch.setattr(sys, "tracebacklimit", 1000, raising=False)  # restored after the test
+    quiet_tracebacks()
+    server = Server("grpc://127.0.0.1:0")
+    threading.Thread(target=server.serve, daemon=True).start()
+    client = flight.connect(f"grpc://127.0.0.1:{server.port}")
+    expected = {"invalid": pa.ArrowInvalid, "not_found": pa.ArrowKeyError,
+                "unimplemented": pa.ArrowNotImplementedError}
+    try:
+        for where in ("handler", "stream"):
+            for name, cls in expected.items():
+                with pytest.raises(cls, match=f"{name} in a {where}") as exc:
+                    client.do_get(flight.Ticket(f"{where}:{name}".encode())).read_all()
+                message = str(exc.value)
+                assert "Traceback" not in message and '.py"' not in message and "line " not in message, message
+    finally:
+        client.close()
+        server.shutdown()
