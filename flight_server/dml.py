@@ -36,20 +36,13 @@ from .statements import CATALOG, DEFAULT_SCHEMA, classify, refuse
 
 log = logging.getLogger("miniodb.dml")
 
-UPDATE_KINDS = frozenset({"CREATE", "DROP", "INSERT"})
-#: Statements that change data: they prepare as updates (empty dataset schema); DELETE and
-#: UPDATE then answer UNIMPLEMENTED when executed.
-WRITE_KINDS = UPDATE_KINDS | {"DELETE", "UPDATE"}
+UPDATE_KINDS = frozenset({"CREATE", "DROP", "INSERT"})  # the updates this node applies
+
 SUPPORTED = ("supported are SELECT, CREATE TABLE [IF NOT EXISTS] (columns | AS SELECT), "
              "DROP TABLE [IF EXISTS] and INSERT INTO ... VALUES | SELECT")
 
 _SANDBOX = {"enable_external_access": False, "autoinstall_known_extensions": False,
             "autoload_known_extensions": False}
-
-
-def is_update(kind: str) -> bool:
-    """A statement that changes data (runs as an update, returns no rows)."""
-    return kind in WRITE_KINDS
 
 
 def param_rows(params: pa.Table | None) -> list[list[Any]]:

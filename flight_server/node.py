@@ -94,8 +94,6 @@ class Node:
         self.rest: Listener | None = None
         self.metrics_http: HttpListener | None = None
         self.addresses: dict[str, str] = {}
-        self._schemas: dict[tuple, pa.Schema] = {}  # query_schema cache (see there)
-        self._schemas_lock = threading.Lock()
         self.actions = NodeActions(self)
 
     # -- start ---------------------------------------------------------------------------
@@ -244,8 +242,9 @@ class Node:
         self.metrics.objects_written.inc(result.files)
 
     # -- API used by the Flight server ---------------------------------------------------
-    def query(self, sql: str, params: Any = None) -> QueryResult:
-        """Run a SELECT: result cache, query log, metrics and statistics (query/runner.py)."""
+    def query(self, sql: Any, params: Any = None) -> QueryResult:
+        """Run a SELECT (SQL text or its query.statement.Statement): result cache, query log,
+        metrics and statistics (query/runner.py)."""
         return self.runner.run(sql, params)
 
     def ingest(self, table: str, batches, schema: pa.Schema, mode: str, batch_id: str = "") -> IngestResult:
@@ -269,39 +268,9 @@ class Node:
             self.metrics.errors.labels(code=exc.code).inc()
             raise
 
-    def query_schema(self, sql: str, params: Any = None) -> pa.Schema:
-        """Result schema of a query without reading data: its tables bind empty.
-
-        Cached by statement and the (table id, schema version) of every table it reads: a
-        schema only changes with them, and clients prepare the same statements again and again.
-        """
-        key = None
-        if params is None:
-            st = self.runner.statement(sql)
-            if st.cacheable and st.digest:
-                versions = []
-                for name in st.tables:
-                    info = self.catalog.find(name)
-                    if info is None:
-                        break
-                    versions.append((info.table_id, info.schema_version))
-                else:
-                    key = (st.digest, tuple(versions))
-                    cached = self._schemas.get(key)
-                    if cached is not None:
-                        return cached
-        result = self.engine.execute(sql, params, lambda name, sets: self.resolver(
-            name, sets, files=(), include_buffer=False), schema_only=True)
-        try:
-            schema = result.schema
-        finally:
-            result.close()
-        if key is not None:
-            with self._schemas_lock:
-                if len(self._schemas) >= 4096:
-                    self._schemas.pop(next(iter(self._schemas)))
-                self._schemas[key] = schema
-        return schema
+    def query_schema(self, sql: Any, params: Any = None) -> pa.Schema:
+        """Result schema of a query without reading data (cached: query/runner.py)."""
+        return self.runner.schema(sql, params)
 
     def sql_tables(self) -> list[tuple[str, str, str, pa.Schema]]:
         """(db_schema, name, table type, Arrow schema) of every table SQL can read (GetTables)."""

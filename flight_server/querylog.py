@@ -13,8 +13,13 @@ Where the statistics travel (Flight SQL; the REST gateway copies them as ``X-Min
   ``-bytes-read`` and ``-duration-ms`` (execution); a cache hit also knows ``-rows`` and
   ``-bytes`` up front.
 * DoGet ends with gRPC *trailers* carrying all of them with the final ``-rows``, ``-bytes``
-  and ``-duration-ms`` (execution plus streaming). The rows are counted as the batches pass
-  (one Python step per batch, none per row): :func:`track` wraps the result reader.
+  and ``-duration-ms`` (execution plus streaming).
+
+Whoever reads a result reports its end (``QueryResult.complete``: rows, bytes), and the record
+finishes there. The Flight server knows a small result's size once it has read it whole in
+GetFlightInfo (no Python step per batch afterwards), and counts a streamed one in the step it
+takes per batch anyway (:mod:`flight_server.flightsql.streaming`). In-process consumers
+(INSERT ... SELECT) read ``QueryResult.reader``: :func:`track` counts as the batches pass.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ A neutral low module: the read path (query engine, Flight SQL handlers) and the 
 
 from __future__ import annotations
 
-import functools
 from typing import Final
 
 import duckdb
@@ -36,12 +35,15 @@ REFUSED = {
     "PREPARE": "PREPARE is not supported in SQL text; use Flight SQL prepared statements",
     "EXECUTE": "EXECUTE is not supported in SQL text; use Flight SQL prepared statements",
 }
-QUERY_KINDS = {"SELECT", "EXPLAIN"}
+QUERY_KINDS = frozenset({"SELECT", "EXPLAIN"})
+#: Statements that change data: they run as updates and return no rows (DELETE and UPDATE
+#: then answer UNIMPLEMENTED when executed).
+WRITE_KINDS = frozenset({"CREATE", "DROP", "INSERT", "DELETE", "UPDATE"})
 
 
-@functools.lru_cache(maxsize=4096)
 def classify(sql: str) -> tuple[str, duckdb.Statement]:
-    """Statement kind from DuckDB's parser; exactly one statement is accepted (cached by text)."""
+    """Statement kind from DuckDB's parser; exactly one statement is accepted. The read path
+    keeps one analysis per text (query/statement.py); DDL/DML is rare enough to parse each time."""
     if not sql or not sql.strip():
         raise InvalidRequest("empty SQL statement")
     try:
@@ -55,6 +57,7 @@ def classify(sql: str) -> tuple[str, duckdb.Statement]:
 
 
 def refuse(kind: str) -> None:
+    """Raise the client error for a statement kind that is not a query."""
     if kind in REFUSED:
         raise InvalidRequest(REFUSED[kind])
     if kind in ("DELETE", "UPDATE"):

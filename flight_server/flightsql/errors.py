@@ -1,18 +1,21 @@
 """Error mapping at the Flight edge: ``clients.errors`` -> gRPC status, never a traceback.
 
 pyarrow turns an ``ArrowInvalid``/``ArrowKeyError``/``NotImplementedError`` raised by a
-handler into INVALID_ARGUMENT/NOT_FOUND/UNIMPLEMENTED, but appends the Python traceback
-(file paths, source lines) to the status message through ``traceback.format_exception``.
-The wire exceptions below carry a marker; :func:`install_quiet_tracebacks` makes the
-formatter render only the class name for them, so the client sees the code and the message
-and nothing of the server's insides. Flight's own error classes (unauthenticated,
-unavailable, cancelled, internal) never carry a traceback.
+handler (or by a DoGet stream's generator) into INVALID_ARGUMENT/NOT_FOUND/UNIMPLEMENTED and
+appends the formatted exception to the status message (``Detail: Python exception: ...``).
+:func:`quiet_tracebacks` sets ``sys.tracebacklimit = 0`` when the server starts, so that
+detail is the exception's class and message only: no file paths, no source lines. Flight's
+own error classes (unauthenticated, unavailable, cancelled, internal) never carry one.
+
+``sys.tracebacklimit`` is process-wide: the log of an unexpected error (:func:`translate`)
+therefore formats its traceback with an explicit limit, so the node's log keeps the frames.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 import traceback
 
 import duckdb
@@ -23,53 +26,30 @@ from clients import errors
 
 log = logging.getLogger("miniodb.flight")
 
-
-class _Quiet:
-    """Marker: format without a traceback."""
+LOGGED_FRAMES = 64  # innermost frames of an internal error written to the node's log
 
 
-class WireInvalid(pa.ArrowInvalid, _Quiet):
-    pass
+class WireInvalid(pa.ArrowInvalid):
+    """An error translated already (INVALID_ARGUMENT), raised as it is by :func:`flight_errors`."""
+
+    __module__ = "miniodb"
 
 
-class WireNotFound(pa.ArrowKeyError, _Quiet):
-    pass
+class WireNotFound(pa.ArrowKeyError):
+    """An error translated already (NOT_FOUND)."""
+
+    __module__ = "miniodb"
 
 
-class WireUnimplemented(pa.ArrowNotImplementedError, _Quiet):
-    pass
+class WireUnimplemented(pa.ArrowNotImplementedError):
+    """An error translated already (UNIMPLEMENTED)."""
+
+    __module__ = "miniodb"
 
 
-_installed = False
-
-
-def install_quiet_tracebacks() -> None:
-    global _installed
-    if _installed:
-        return
-    original = traceback.format_exception
-
-    @functools.wraps(original)
-    def format_exception(exc, /, *args, **kwargs):
-        value = args[0] if args else exc
-        if isinstance(value, _Quiet) or isinstance(exc, _Quiet):
-            return ["miniodb"]
-        if isinstance(value, BaseException) and _in_result_stream(value):
-            return [errors.tag(stream_error(value))]
-        return original(exc, *args, **kwargs)
-
-    traceback.format_exception = format_exception
-    _installed = True
-
-
-def _in_result_stream(exc: BaseException) -> bool:
-    """Raised while pyarrow's C++ side streamed a result reader (``GeneratorStream``)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if "_data_stream_next" in tb.tb_frame.f_code.co_name:
-            return True
-        tb = tb.tb_next
-    return False
+def quiet_tracebacks() -> None:
+    """No Python traceback in any status message of this process (see the module doc)."""
+    sys.tracebacklimit = 0
 
 
 def stream_error(exc: BaseException) -> errors.MinioDBError:
@@ -125,7 +105,7 @@ def translate(exc: BaseException) -> errors.MinioDBError:
         return errors.Unavailable("the node is out of memory for this query; retry later or narrow it")
     if isinstance(exc, pa.ArrowInvalid | pa.ArrowTypeError):
         return errors.InvalidRequest(str(exc).split("\n")[0])
-    log.exception("internal error")
+    log.error("internal error: %s", "".join(traceback.format_exception(exc, limit=-LOGGED_FRAMES)).rstrip())
     return errors.Internal("internal error; the node logged the details")
 
 

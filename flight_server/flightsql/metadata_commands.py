@@ -8,7 +8,8 @@ exactly those of the specification (``arrow::flight::sql::SqlSchema``, arrow-go'
 
 Filter patterns use SQL ``LIKE`` semantics: ``%`` any run, ``_`` one character, ``\\``
 escapes (``SQL_SEARCH_STRING_ESCAPE``); identifiers match case-insensitively, as DuckDB resolves
-them.
+them. Table names SQL may qualify with the catalog (``miniodb.main.t``) are resolved by
+:func:`flight_server.query.statement.strip_catalog`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
 
-CATALOG: Final = "miniodb"
-DEFAULT_SCHEMA: Final = "main"
+from ..statements import CATALOG, DEFAULT_SCHEMA
+
 TABLE_TYPE: Final = "TABLE"
-_KNOWN_SCHEMAS: set[str] = {DEFAULT_SCHEMA}
 
 _utf8 = pa.utf8()
 
@@ -54,15 +52,6 @@ KEYS_SCHEMA: Final = pa.schema([
 SqlTable = tuple[str, str, str, pa.Schema]
 
 
-def is_known_schema(name: str) -> bool:
-    return name.lower() in _KNOWN_SCHEMAS
-
-
-def register_schema(name: str) -> None:
-    """Make ``name`` a schema of the catalog (listed even when it has no table)."""
-    _KNOWN_SCHEMAS.add(name.lower())
-
-
 @functools.lru_cache(maxsize=512)
 def like(pattern: str) -> re.Pattern:
     """A compiled regex for a SQL LIKE pattern (``%``, ``_``, backslash escape)."""
@@ -88,7 +77,7 @@ def catalog_matches(catalog: str | None) -> bool:
 
 
 def schema_names(tables: Iterable[SqlTable]) -> list[str]:
-    names = {DEFAULT_SCHEMA, *(n for n in _KNOWN_SCHEMAS), *(t[0] for t in tables)}
+    names = {DEFAULT_SCHEMA, *(t[0] for t in tables)}
     return sorted(names)
 
 
@@ -178,27 +167,3 @@ def primary_keys_table() -> pa.Table:
 def keys_table() -> pa.Table:
     """Exported/imported keys and cross references: none (empty result)."""
     return KEYS_SCHEMA.empty_table()
-
-
-@functools.lru_cache(maxsize=1024)
-def strip_catalog(sql: str) -> str:
-    """``sql`` with ``miniodb.`` removed from table references (``miniodb.main.t`` -> ``main.t``),
-    so the names clients build from GetTables resolve. Other SQL is returned unchanged."""
-    if CATALOG not in sql.lower():
-        return sql
-    try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
-    except sqlglot.errors.SqlglotError:
-        return sql
-    if tree is None:
-        return sql
-    changed = False
-    for table in tree.find_all(exp.Table):
-        catalog, db = table.args.get("catalog"), table.args.get("db")
-        if catalog is not None and catalog.name.lower() == CATALOG:
-            table.set("catalog", None)
-            changed = True
-        elif catalog is None and db is not None and db.name.lower() == CATALOG:
-            table.set("db", None)
-            changed = True
-    return tree.sql(dialect="duckdb") if changed else sql

@@ -1,9 +1,9 @@
 """The DuckDB engine: one shared database, one sandboxed cursor per request, Arrow streams out.
 
-For each request the engine classifies the statement with DuckDB's parser, finds the tables
-it reads (``json_serialize_sql``), asks the resolver for each table's committed Parquet
-files (pruned) and this node's buffer, binds them as temporary views on the request's own
-cursor and streams the result with DuckDB's Arrow record batch reader.
+For each request the engine takes the statement's analysis (:mod:`.statement`: its kind and
+the tables it reads, parsed once per text), asks the resolver for each table's committed
+Parquet files (pruned) and this node's buffer, binds them as temporary views on the request's
+own cursor and streams the result with DuckDB's Arrow record batch reader.
 
 The database is locked down before any user SQL runs: no file system access outside the
 object/cache folders, no extension install or load, configuration locked.
@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import orjson
 import pyarrow as pa
 
 from clients.errors import InvalidRequest, NotFound
 
 from ..metadata.base import TableInfo
-from ..statements import classify, refuse
-from .analyze import Analysis, analyze
+from ..statements import refuse
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
+from .statement import Statement, as_statement
 
 log = logging.getLogger("miniodb.query")
 
@@ -66,18 +65,44 @@ class ResolvedTable:
     hot: str | None = None  # the in-memory copy of those files read instead (query/hot.py)
 
 
-@dataclass
+def _noop(*_: Any) -> None:
+    return None
+
+
+@dataclass(eq=False)
 class QueryResult:
-    reader: pa.RecordBatchReader
+    """A statement's result: ``source`` is the C++ reader (DuckDB's, or a cached table's).
+
+    Whoever reads the result reports its end: :meth:`complete` with the rows and bytes read
+    (and the batches, when they were kept: the result cache may take them), :meth:`failed`
+    when reading raised; :meth:`close` releases the cursor (a result closed before either
+    counts as cancelled). The Flight server reads ``source`` without a Python step per batch
+    where it can (:mod:`flight_server.flightsql.results`). ``reader`` is for in-process
+    consumers (INSERT ... SELECT): ``source`` counted as it is read, reporting its own end.
+    """
+
+    source: pa.RecordBatchReader
     kind: str
     stats: dict[str, Any] = field(default_factory=dict)
-    _close: Callable[[], None] = lambda: None
-    interrupt: Callable[[], None] = lambda: None  # stops the running query (cancellation)
+    _close: Callable[[], None] = _noop
+    interrupt: Callable[[], None] = _noop  # stops the running query (cancellation)
     record: Any = None  # querylog.QueryRecord (statistics), set by the query runner
+    table: pa.Table | None = None  # the whole result, when it is in memory already (cache hit)
+    keep_bytes: int = 0  # a result up to this size is worth handing back in complete() (cache fill)
+    complete: Callable[[int, int, list[pa.RecordBatch] | None], None] = _noop
+    failed: Callable[[BaseException], None] = _noop
+    counted: Callable[[QueryResult], pa.RecordBatchReader] | None = None
+    _reader: pa.RecordBatchReader | None = None
 
     @property
     def schema(self) -> pa.Schema:
-        return self.reader.schema
+        return self.source.schema
+
+    @property
+    def reader(self) -> pa.RecordBatchReader:
+        if self._reader is None:
+            self._reader = self.counted(self) if self.counted is not None else self.source
+        return self._reader
 
     def close(self) -> None:
         self._close()
@@ -185,7 +210,6 @@ class QueryEngine:
         self._db.execute("SET parquet_metadata_cache=true")
         self._db.execute("SET lock_configuration=true")
         self._types_cache: dict[tuple[str, int], list[tuple[str, str]]] = {}
-        self._analysis_cache: dict[str, Analysis] = {}  # json_serialize_sql walk, by SQL text
         self._lock = threading.Lock()
         self._active: dict[int, duckdb.DuckDBPyConnection] = {}
         self.system_tables: Any = None  # query.system.SystemTables: binds system.* per request
@@ -212,35 +236,19 @@ class QueryEngine:
             self._types_cache[key] = out
         return out
 
-    def analyze(self, cur: duckdb.DuckDBPyConnection, sql: str) -> Analysis:
-        cached = self._analysis_cache.get(sql)
-        if cached is not None:
-            return cached
-        text = cur.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
-        tree = orjson.loads(text)
-        if tree.get("error"):
-            raise InvalidRequest(tree.get("error_message") or "invalid SQL")
-        result = analyze(tree)
-        with self._lock:
-            if len(self._analysis_cache) >= 4096:
-                self._analysis_cache.pop(next(iter(self._analysis_cache)))
-            self._analysis_cache[sql] = result
-        return result
-
     def execute(
         self,
-        sql: str,
+        statement: Statement | str,
         params: Sequence[Any] | None,
         resolve: Callable[[str, list | None], ResolvedTable | None],
-        kind: str | None = None,
         schema_only: bool = False,
     ) -> QueryResult:
         """Run one SELECT; ``resolve(name, constraint_sets)`` binds each table it reads.
 
         ``schema_only``: bind the statement but run nothing (an empty result of its schema)."""
         started = time.perf_counter()
-        if kind is None:
-            kind, _ = classify(sql)
+        st = as_statement(statement)
+        kind, sql = st.kind, st.sql
         refuse(kind)
         cur, views = self._cursors.take()
         resolved: list[ResolvedTable] = []
@@ -265,7 +273,9 @@ class QueryEngine:
 
         try:
             if kind == "SELECT":
-                analysis = self.analyze(cur, sql)
+                if st.analysis is None:
+                    raise InvalidRequest(st.error or "invalid SQL")
+                analysis = st.analysis
                 for schema, name in analysis.qualified:
                     if schema == HOT_SCHEMA:  # the node's internal copies are not tables of the user
                         raise NotFound(f"table {schema}.{name!r} not found", detail={"table": name})

@@ -1,19 +1,23 @@
 """Run one client statement: result cache, query log, metrics and statistics around the engine.
 
-``QueryRunner.run(sql, params)`` is what the node's ``query`` does:
+``QueryRunner.run(statement, params)`` is what the node's ``query`` does:
 
-1. classify; open a :class:`~flight_server.querylog.QueryRecord` (principal of the call);
+1. take the statement's analysis (:func:`~flight_server.query.statement.statement`, parsed
+   once per text); open a :class:`~flight_server.querylog.QueryRecord` (principal of the call);
 2. with the result cache on, build the exact key (below) and answer a hit from the cache;
 3. otherwise execute in DuckDB (:class:`~flight_server.query.engine.QueryEngine`);
-4. wrap the reader so rows/bytes are counted while it streams; at its end the record
-   finishes (statistics, trailers) and a cacheable result of bounded size fills the cache.
+4. hand back the result with its end hooks: whoever reads it reports the rows and bytes
+   (``complete``), so the record finishes (statistics, trailers) and a cacheable result of
+   bounded size fills the cache, without a Python step per batch on the Flight path.
 
-The cache key: DuckDB's ``json_serialize_sql`` tree of the statement (positions removed:
-whitespace and keyword case do not matter, literals do), the parameters with their types,
-and for every table read ``(table_id, schema_version, data_version)`` plus, if this node
-buffers rows of it, ``(buffer identity, buffer version)``. Statements that are not
-deterministic (``random()``, ``now()``, ``current_date``, sampling, ...) and statements over
-``system.*`` tables are never cached.
+``QueryRunner.schema`` answers a statement's result schema without reading data, cached by
+statement and the (table id, schema version) of every table it reads: a schema only changes
+with them, and clients prepare the same statements again and again.
+
+The cache key: the statement's digest (its normalised parse tree), the parameters with their
+types, and for every table read ``(table_id, schema_version, data_version)`` plus, if this
+node buffers rows of it, ``(buffer identity, buffer version)``. Statements that are not
+deterministic and statements over ``system.*`` tables are never cached (``cacheable``).
 
 The key is read *before* the statement executes. Every component only moves forward
 (versions never go back, not even across a metadata restore; a buffer gets a new identity
@@ -31,62 +35,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
-from clients.errors import MinioDBError, Unavailable
+from clients.errors import Internal, MinioDBError, Unavailable
 
 from ..buffer import BufferManager, TableBuffer
 from ..catalog import Catalog
 from ..metrics import Metrics
 from ..querylog import QueryLog, QueryRecord, track
 from ..result_cache import CacheKey, ResultCache
-from .analyze import analyze
-from .engine import QueryEngine, QueryResult, classify
+from .engine import QueryEngine, QueryResult
+from .statement import Statement, as_statement
 
 log = logging.getLogger("miniodb.query")
 
-# Functions whose value changes between calls: a statement using one is never cached.
-VOLATILE_FUNCTIONS = frozenset({
-    "random", "rand", "setseed", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "now", "get_current_time",
-    "get_current_timestamp", "current_timestamp", "transaction_timestamp", "statement_timestamp",
-    "current_date", "current_time", "today", "localtime", "localtimestamp", "current_localtime",
-    "current_localtimestamp", "nextval", "currval", "current_query", "current_setting",
-    "get_current_date", "epoch_ms_now",
-})
-# SQL special values that DuckDB parses as column references
-VOLATILE_NAMES = frozenset({"current_timestamp", "current_date", "current_time", "localtime", "localtimestamp",
-                            "current_localtimestamp", "current_localtime"})
-_STRIP = frozenset({"query_location", "query_location_length"})
+SCHEMA_CACHE_SIZE = 4096
 _generation = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Statement:
-    digest: str  # normalised statement
-    tables: tuple[str, ...]  # base tables read (unqualified names)
-    cacheable: bool
-
-
-def _scan(obj: Any, found: dict) -> Any:
-    """Copy of the parse tree without positions; notes volatile functions and sampling."""
-    if isinstance(obj, list):
-        return [_scan(x, found) for x in obj]
-    if not isinstance(obj, dict):
-        return obj
-    cls = obj.get("class")
-    if cls == "FUNCTION" and str(obj.get("function_name", "")).lower() in VOLATILE_FUNCTIONS:
-        found["volatile"] = True
-    elif cls == "COLUMN_REF":
-        names = obj.get("column_names") or []
-        if len(names) == 1 and str(names[0]).lower() in VOLATILE_NAMES:
-            found["volatile"] = True
-    if obj.get("sample") not in (None, {}):
-        found["volatile"] = True
-    return {k: _scan(v, found) for k, v in obj.items() if k not in _STRIP}
 
 
 def _params_key(params: Any) -> Any:
@@ -121,42 +88,12 @@ class QueryRunner:
         self.cache = cache
         self.scope = scope
         self.translate = translate
-        self._statements: dict[str, Statement] = {}
+        self._schemas: dict[tuple, pa.Schema] = {}  # see schema()
         self._lock = threading.Lock()
 
-    # -- statements ----------------------------------------------------------------------
-    def statement(self, sql: str) -> Statement:
-        """Normalised form and tables of a SELECT (cached by text)."""
-        st = self._statements.get(sql)
-        if st is not None:
-            return st
-        cur = self.engine.cursor()
-        try:
-            text = cur.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
-        finally:
-            cur.close()
-        tree = orjson.loads(text)
-        if tree.get("error"):
-            st = Statement("", (), False)
-        else:
-            found: dict = {}
-            clean = _scan(tree.get("statements", []), found)
-            analysis = analyze(tree)
-            digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
-            st = Statement(digest, tuple(sorted(ref.name for ref in analysis.tables.values())),
-                           not found.get("volatile") and not analysis.qualified)
-        with self._lock:
-            if len(self._statements) >= 4096:
-                self._statements.pop(next(iter(self._statements)), None)
-            self._statements[sql] = st
-        return st
-
-    def cache_key(self, sql: str, params: Any, kind: str) -> CacheKey | None:
+    def cache_key(self, st: Statement, params: Any) -> CacheKey | None:
         """The exact key of a cacheable SELECT, or None (read before execution: see module doc)."""
-        if kind != "SELECT":
-            return None
-        st = self.statement(sql)
-        if not st.cacheable:
+        if st.kind != "SELECT" or not st.cacheable:
             return None
         parts: list[Any] = [st.digest, _params_key(params)]
         shared = True
@@ -178,23 +115,25 @@ class QueryRunner:
         return CacheKey(hashlib.sha256(raw).hexdigest(), shared)
 
     # -- running -------------------------------------------------------------------------
-    def run(self, sql: str, params: Any = None) -> QueryResult:
+    def run(self, sql: str | Statement, params: Any = None) -> QueryResult:
         try:
-            kind, _ = classify(sql)
+            st = as_statement(sql)
         except MinioDBError as err:
             self.metrics.errors.labels(code=err.code).inc()
             raise
+        kind = st.kind
         scope = self.scope()
         nparams = len(params) if isinstance(params, list | tuple | dict) else 0
-        record = self.log.start(sql, kind, principal=getattr(scope, "principal", "") or "", params=nparams)
+        record = self.log.start(st.sql, kind, principal=getattr(scope, "principal", "") or "", params=nparams)
         started = time.perf_counter()
         try:
-            key = self.cache_key(sql, params, kind) if self.cache is not None else None
+            key = self.cache_key(st, params) if self.cache is not None else None
             hit = self.cache.get(key) if key is not None and self.cache is not None else None
             if hit is not None:
-                result = QueryResult(hit.table.to_reader(), kind, {"cache_hit": True, "shared_hit": hit.shared})
+                result = QueryResult(hit.table.to_reader(), kind, {"cache_hit": True, "shared_hit": hit.shared},
+                                     table=hit.table)
             else:
-                result = self.engine.execute(sql, params, self.resolve, kind=kind)
+                result = self.engine.execute(st, params, self.resolve)
         except Exception as exc:
             err = self._error(exc)
             record.fail(err.code)
@@ -222,19 +161,26 @@ class QueryRunner:
         return self._tracked(result, record, key if hit is None else None)
 
     def _tracked(self, result: QueryResult, record: QueryRecord, fill: CacheKey | None) -> QueryResult:
-        schema = result.reader.schema
-        collect = None
-        if fill is not None and self.cache is not None:
-            cache = self.cache
+        """Attach the end hooks: the record finishes (metrics, trailers), the cache fills."""
+        cache = self.cache if fill is not None else None
+        limit = cache.entry_max_bytes if cache is not None else 0
+        schema = result.schema
 
-            def collect(batches: list[pa.RecordBatch]) -> None:
-                cache.put(fill, schema, batches)
+        def complete(rows: int, nbytes: int, batches: list[pa.RecordBatch] | None = None) -> None:
+            if cache is not None and batches is not None and nbytes <= limit:
+                try:
+                    cache.put(fill, schema, batches)
+                except Exception:  # noqa: BLE001 - the cache is an optimisation
+                    log.exception("result cache fill failed")
+            record.finish(rows, nbytes)
 
-        def code_of(exc: BaseException) -> str:
-            return self._error(exc).code
+        def failed(exc: BaseException) -> None:
+            record.fail(self._error(exc).code)
 
-        reader = track(result.reader, record, collect,
-                       self.cache.entry_max_bytes if self.cache is not None else 0, code_of)
+        def counted(res: QueryResult) -> pa.RecordBatchReader:
+            collect = None if cache is None else (lambda batches: cache.put(fill, schema, batches))
+            return track(res.source, record, collect, limit, lambda exc: self._error(exc).code)
+
         record.on_end(self._count)
         inner_close = result._close
 
@@ -242,9 +188,42 @@ class QueryRunner:
             record.closed()  # no-op once finished or failed
             inner_close()
 
-        tracked = QueryResult(reader, result.kind, result.stats, close, interrupt=result.interrupt)
-        tracked.record = record
-        return tracked
+        result._close = close
+        result.record = record
+        result.keep_bytes = limit
+        result.complete, result.failed, result.counted = complete, failed, counted
+        return result
+
+    # -- result schemas ------------------------------------------------------------------
+    def schema(self, sql: str | Statement, params: Any = None) -> pa.Schema:
+        """Result schema of a query without reading data: its tables bind empty (no files, no
+        buffer). Cached by statement and table schema versions (see the module doc)."""
+        st = as_statement(sql)
+        key = None
+        if params is None and st.cacheable and st.digest:
+            versions = []
+            for name in st.tables:
+                info = self.catalog.find(name)
+                if info is None:
+                    break
+                versions.append((info.table_id, info.schema_version))
+            else:
+                key = (st.digest, tuple(versions))
+                cached = self._schemas.get(key)
+                if cached is not None:
+                    return cached
+        result = self.engine.execute(st, params, lambda name, sets: self.resolve(
+            name, sets, files=(), include_buffer=False), schema_only=True)
+        try:
+            schema = result.schema
+        finally:
+            result.close()
+        if key is not None:
+            with self._lock:
+                if len(self._schemas) >= SCHEMA_CACHE_SIZE:
+                    self._schemas.pop(next(iter(self._schemas)), None)
+                self._schemas[key] = schema
+        return schema
 
     def _count(self, record: QueryRecord) -> None:
         self.metrics.query_rows.inc(record.rows or 0)
@@ -255,6 +234,4 @@ class QueryRunner:
             return exc
         if self.translate is not None:
             return self.translate(exc)
-        from clients.errors import Internal
-
         return Internal("internal error")

@@ -24,7 +24,8 @@ import pytest
 from clients import protocol
 from clients.protocol import flight_pb2, sql_pb2
 from flight_server.flightsql import metadata_commands as md
-from flight_server.flightsql.sql_info import SQL_INFO_SCHEMA, XDBC_TYPE_INFO_SCHEMA
+from flight_server.flightsql.sql_info import SQL_INFO_SCHEMA
+from flight_server.flightsql.xdbc_types import XDBC_TYPE_INFO_SCHEMA
 from tests.fixtures.node import NodeProcess
 
 

@@ -117,3 +117,16 @@ def test_clean_errors(fc):
             query="SELECT CAST(CASE WHEN range > 300000 THEN 'x' ELSE '1' END AS INT) AS v FROM range(400000)")))
         fc.do_get(info.endpoints[0].ticket).read_all()
     assert "Traceback" not in str(exc.value)
+
+
+def test_result_schema_is_cached_until_the_table_schema_changes(server, fc):
+    c = server.client()
+    c.ingest("evolve_t", pa.table({"a": [1]}))
+    desc = _desc(sql_pb2.CommandStatementQuery(query="SELECT * FROM miniodb.main.evolve_t"))
+    assert fc.get_schema(desc).schema.names == ["a"]
+    assert fc.get_schema(desc).schema.names == ["a"]  # answered from the schema cache
+    c.ingest("evolve_t", pa.table({"a": [2], "b": ["x"]}))  # a new nullable column: a new schema version
+    assert fc.get_schema(desc).schema.names == ["a", "b"]
+    prep = _prepare(fc, "SELECT * FROM evolve_t")
+    assert pa.ipc.read_schema(pa.py_buffer(prep.dataset_schema)).names == ["a", "b"]
+    _close(fc, prep.prepared_statement_handle)

@@ -214,6 +214,21 @@ def test_system_tables(cnode) -> None:
         assert cur.fetchall() == [(1,)]
 
 
+def test_query_log_knows_the_end_of_streamed_and_in_process_results(cnode) -> None:
+    with cnode.client() as c:
+        c.ingest("obs_big", rows(0, 200_000))  # about 4.8 MB: streamed, not read whole in GetFlightInfo
+        assert c.query("SELECT * FROM obs_big").num_rows == 200_000
+        st = c.last_stats()  # DoGet trailers, sent once the stream has reported its end
+        assert st["rows"] == "200000" and int(st["bytes"]) > 1024 * 1024
+        streamed = c.query("SELECT status, rows FROM system.queries WHERE query_id = ?", [st["query-id"]])
+        assert streamed.to_pylist() == [{"status": "finished", "rows": 200_000}]
+        # the source of an INSERT ... SELECT is read in-process by the write path
+        c.execute("CREATE TABLE obs_copy AS SELECT id FROM obs_big WHERE id < 10")
+        source = c.query("SELECT status, rows FROM system.queries WHERE kind = 'SELECT' "
+                         "AND sql LIKE '%obs_big%' AND sql LIKE '%< 10%' AND sql NOT LIKE '%CREATE%'")
+        assert source.to_pylist() == [{"status": "finished", "rows": 10}]
+
+
 def _exported_names(families: dict) -> set[str]:
     names = set()
     for f in families.values():

@@ -12,7 +12,8 @@ from flight_server.dml import _all_placeholders, param_rows, target_name
 from flight_server.flightsql import metadata_commands as md
 from flight_server.flightsql.prepared import PreparedStatement, PreparedStatements, parse_handle
 from flight_server.flightsql.sessions import SessionStore, session_cookie
-from flight_server.query.engine import batch_rows_for
+from flight_server.query.engine import QueryResult, batch_rows_for
+from flight_server.query.statement import statement, strip_catalog
 
 
 @pytest.mark.parametrize(("pattern", "value", "ok"), [
@@ -43,7 +44,19 @@ def test_tables_filters_and_schema_metadata():
     ("SELECT * FROM t", "SELECT * FROM t"),
 ])
 def test_strip_catalog(sql, expected):
-    assert md.strip_catalog(sql) == expected
+    assert strip_catalog(sql) == expected
+
+
+def test_one_analysis_per_statement_text():
+    st = statement("SELECT count(*) FROM miniodb.main.t WHERE a > 5")
+    assert statement("SELECT count(*) FROM miniodb.main.t WHERE a > 5") is st  # computed once
+    assert st.sql == "SELECT COUNT(*) FROM main.t WHERE a > 5" and st.kind == "SELECT" and not st.is_update
+    assert st.tables == ("t",) and st.cacheable and st.digest
+    assert st.analysis.tables["t"].constraint_sets[0][0].op == ">"
+    ins = statement("INSERT INTO t VALUES ($1, $2)")
+    assert ins.is_update and ins.param_count == 2 and ins.analysis is None and not ins.digest
+    with pytest.raises(InvalidRequest, match="exactly one"):
+        statement("SELECT 1; SELECT 2")
 
 
 def test_target_names():
@@ -110,16 +123,16 @@ def test_batch_rows_follow_the_width():
     assert batch_rows_for(["INTEGER"], 65536) == 65536
 
 
-class _Result:
-    """A QueryResult stand-in: a reader and a close that counts."""
+class _Result(QueryResult):
+    """A QueryResult whose end hooks and close are counted."""
 
-    def __init__(self, reader):
-        self.reader = reader
+    def __init__(self, reader, keep_bytes=0):
+        super().__init__(reader, "SELECT", keep_bytes=keep_bytes)
         self.closed = 0
-
-    @property
-    def schema(self):
-        return self.reader.schema
+        self.ends: list = []
+        self.failures: list = []
+        self.complete = lambda rows, nbytes, batches: self.ends.append((rows, nbytes, batches))
+        self.failed = self.failures.append
 
     def close(self):
         self.closed += 1
@@ -130,28 +143,70 @@ def _reader(batches, schema=pa.schema([("x", pa.int64())])):
 
 
 def test_prefetch_keeps_a_small_result_whole_and_releases_it():
-    from flight_server.flightsql.server import Execution
+    from flight_server.flightsql.results import Execution
 
     batches = [pa.record_batch([pa.array(range(i * 10, i * 10 + 10))], names=["x"]) for i in range(3)]
     ex = Execution("q", _Result(_reader(batches)))
     ex.prefetch(1 << 20)
     assert ex.table is not None and ex.table.column("x").to_pylist() == list(range(30))
     assert ex.head == [] and ex.first.closed == 1  # the cursor went back at once
+    (rows, nbytes, kept), = ex.first.ends  # its end is known: rows for the log, batches for the cache
+    assert rows == 30 and nbytes == sum(b.nbytes for b in batches) and len(kept) == 3
+
+
+def test_prefetch_takes_a_result_in_memory_as_it_is():
+    from flight_server.flightsql.results import Execution
+
+    table = pa.table({"x": [1, 2, 3]})
+    result = _Result(table.to_reader())
+    result.table = table  # a cache hit
+    ex = Execution("q", result)
+    ex.prefetch(1 << 20)
+    assert ex.table is table and result.ends == [(3, table.nbytes, None)] and result.closed == 1
 
 
 def test_prefetch_stops_at_the_limit_and_the_stream_goes_on_from_there():
-    from flight_server.flightsql.server import Execution, _stream
+    from flight_server.flightsql.results import Execution
+    from flight_server.flightsql.streaming import stream_execution
 
     batches = [pa.record_batch([pa.array(range(i * 1000, i * 1000 + 1000))], names=["x"]) for i in range(10)]
     ex = Execution("q", _Result(_reader(batches)))
     ex.prefetch(2 * batches[0].nbytes)  # reads 3 batches (stops once over the limit)
-    assert ex.table is None and len(ex.head) == 3 and ex.first.closed == 0
-    stream = _stream(ex, lambda *_: None, lambda: None)
+    assert ex.table is None and len(ex.head) == 3 and ex.first.closed == 0 and ex.first.ends == []
+    stream = stream_execution(ex, lambda *_: None, lambda: None)
     assert isinstance(stream, pa.flight.GeneratorStream)
 
 
+def test_streamed_result_is_sliced_counted_and_reported_at_its_end():
+    from flight_server.flightsql.streaming import result_batches
+
+    big = pa.record_batch([pa.array(range(10_000))], names=["x"])  # 80 kB
+    head = [pa.record_batch([pa.array([1, 2])], names=["x"])]
+    result = _Result(_reader([big]), keep_bytes=1 << 20)
+    out = list(result_batches(result, head, max_bytes=16_000))
+    assert sum(b.num_rows for b in out) == 10_002 and max(b.nbytes for b in out) <= 16_000
+    (rows, nbytes, kept), = result.ends
+    assert rows == 10_002 and nbytes == big.nbytes + head[0].nbytes and len(kept) == 2
+    small_keep = _Result(_reader([big]), keep_bytes=1000)  # too large for the cache: nothing kept
+    list(result_batches(small_keep, [], max_bytes=1 << 20))
+    assert small_keep.ends == [(10_000, big.nbytes, None)]
+
+
+def test_streamed_result_failure_is_reported():
+    from flight_server.flightsql.streaming import result_batches
+
+    def failing():
+        yield pa.record_batch([pa.array([1])], names=["x"])
+        raise OSError("Conversion Error: could not convert string 'x' to INT64")
+
+    result = _Result(_reader(failing()))
+    with pytest.raises(OSError):
+        list(result_batches(result, [], max_bytes=1 << 20))
+    assert result.ends == [] and len(result.failures) == 1
+
+
 def test_prefetch_error_is_a_client_error_and_releases_the_result():
-    from flight_server.flightsql.server import Execution
+    from flight_server.flightsql.results import Execution
 
     def failing():
         yield pa.record_batch([pa.array([1])], names=["x"])
@@ -160,4 +215,48 @@ def test_prefetch_error_is_a_client_error_and_releases_the_result():
     ex = Execution("q", _Result(_reader(failing())))
     with pytest.raises(InvalidRequest, match="Conversion Error"):
         ex.prefetch(1 << 20)
-    assert ex.first.closed == 1
+    assert ex.first.closed == 1 and len(ex.first.failures) == 1
+
+
+def test_quiet_tracebacks_hold_for_handlers_and_stream_generators(monkeypatch):
+    """A pyarrow fact the server relies on: with ``sys.tracebacklimit = 0`` an ArrowInvalid,
+    ArrowKeyError or NotImplementedError keeps its gRPC code and loses its traceback, raised
+    by a handler or by a DoGet stream's generator."""
+    import sys
+    import threading
+
+    import pyarrow.flight as flight
+
+    from flight_server.flightsql.errors import quiet_tracebacks
+
+    errors = {"invalid": pa.ArrowInvalid, "not_found": pa.ArrowKeyError, "unimplemented": NotImplementedError}
+
+    class Server(flight.FlightServerBase):
+        def do_get(self, context, ticket):
+            where, name = ticket.ticket.decode().split(":")
+            if where == "handler":
+                raise errors[name](f"{name} in a handler")
+
+            def gen():
+                yield pa.record_batch([pa.array([1])], names=["x"])
+                raise errors[name](f"{name} in a stream")
+
+            return flight.GeneratorStream(pa.schema([("x", pa.int64())]), gen())
+
+    monkeypatch.setattr(sys, "tracebacklimit", 1000, raising=False)  # restored after the test
+    quiet_tracebacks()
+    server = Server("grpc://127.0.0.1:0")
+    threading.Thread(target=server.serve, daemon=True).start()
+    client = flight.connect(f"grpc://127.0.0.1:{server.port}")
+    expected = {"invalid": pa.ArrowInvalid, "not_found": pa.ArrowKeyError,
+                "unimplemented": pa.ArrowNotImplementedError}
+    try:
+        for where in ("handler", "stream"):
+            for name, cls in expected.items():
+                with pytest.raises(cls, match=f"{name} in a {where}") as exc:
+                    client.do_get(flight.Ticket(f"{where}:{name}".encode())).read_all()
+                message = str(exc.value)
+                assert "Traceback" not in message and '.py"' not in message and "line " not in message, message
+    finally:
+        client.close()
+        server.shutdown()

@@ -14,6 +14,7 @@ from clients import protocol
 from clients.proto import FlightSessions_pb2 as fpb
 from clients.proto import FlightSql_pb2 as pb
 from flight_server.flightsql import sql_info as si
+from flight_server.flightsql import xdbc_types
 
 # --------------------------------------------------------------------------------------------
 # helpers: hand-rolled protobuf wire encoding (independent of the generated code)
@@ -503,7 +504,7 @@ EXPECTED_XDBC_SCHEMA = pa.schema(
 
 
 def test_xdbc_type_info_schema_and_rows():
-    table = si.xdbc_type_info_table()
+    table = xdbc_types.xdbc_type_info_table()
     assert table.schema.equals(EXPECTED_XDBC_SCHEMA, check_metadata=True)
     table.validate(full=True)
     rows = table.to_pylist()
@@ -537,11 +538,11 @@ def test_xdbc_type_info_schema_and_rows():
 
 
 def test_xdbc_type_info_filter():
-    assert si.xdbc_type_info_table(pb.XDBC_TIMESTAMP).column("type_name").to_pylist() == [
+    assert xdbc_types.xdbc_type_info_table(pb.XDBC_TIMESTAMP).column("type_name").to_pylist() == [
         "TIMESTAMP",
         "TIMESTAMP WITH TIME ZONE",
     ]
-    empty = si.xdbc_type_info_table(pb.XDBC_WCHAR)
+    empty = xdbc_types.xdbc_type_info_table(pb.XDBC_WCHAR)
     assert empty.num_rows == 0 and empty.schema.equals(EXPECTED_XDBC_SCHEMA)
 
 

@@ -7,6 +7,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from clients.errors import InvalidRequest
+from flight_server.query.statement import statement
 from flight_server.query.system import mask_literals
 from flight_server.querylog import CANCELLED, FAILED, FINISHED, QueryLog, track
 from flight_server.result_cache import CacheKey, RedisSharedCache, ResultCache
@@ -155,30 +157,25 @@ def test_mask_literals_uses_the_sql_parser() -> None:
     assert mask_literals(cur, "SELEC nonsense 'x'") == "<hidden>"
 
 
-@pytest.fixture(scope="module")
-def runner(tmp_path_factory):
-    from flight_server.query.engine import QueryEngine
-    from flight_server.query.runner import QueryRunner
-
-    engine = QueryEngine([str(tmp_path_factory.mktemp("allowed"))])
-    yield QueryRunner(engine, None, None, None, QueryLog("n"), None)
-    engine.close()
-
-
-def test_statement_normalisation(runner) -> None:
-    a = runner.statement("select  count(*) from t where a = 5")
-    b = runner.statement("SELECT count(*)\nFROM t\n  WHERE a=5")
-    c = runner.statement("SELECT count(*) FROM t WHERE a = 6")
+def test_statement_normalisation() -> None:
+    a = statement("select  count(*) from t where a = 5")
+    b = statement("SELECT count(*)\nFROM t\n  WHERE a=5")
+    c = statement("SELECT count(*) FROM t WHERE a = 6")
     assert a.digest == b.digest != c.digest and a.cacheable and a.tables == ("t",)
-    assert runner.statement("SELECT count(*) AS n FROM t WHERE a = 5").digest != a.digest  # aliases matter
-    join = runner.statement("WITH x AS (SELECT * FROM u) SELECT * FROM x JOIN t USING (id)")
+    assert statement("SELECT count(*) AS n FROM t WHERE a = 5").digest != a.digest  # aliases matter
+    join = statement("WITH x AS (SELECT * FROM u) SELECT * FROM x JOIN t USING (id)")
     assert join.tables == ("t", "u") and join.cacheable
 
 
 @pytest.mark.parametrize("sql", [
     "SELECT random() FROM t", "SELECT now()", "SELECT current_date", "SELECT CURRENT_TIMESTAMP",
     "SELECT gen_random_uuid()", "SELECT * FROM t USING SAMPLE 10", "SELECT * FROM t TABLESAMPLE 5%",
-    "SELECT * FROM system.queries", "SELECT * FROM t WHERE ts > now() - INTERVAL 1 HOUR", "SELEC broken",
+    "SELECT * FROM system.queries", "SELECT * FROM t WHERE ts > now() - INTERVAL 1 HOUR",
 ])
-def test_statements_that_are_never_cached(runner, sql) -> None:
-    assert not runner.statement(sql).cacheable
+def test_statements_that_are_never_cached(sql) -> None:
+    assert not statement(sql).cacheable
+
+
+def test_a_statement_that_does_not_parse_is_a_client_error() -> None:
+    with pytest.raises(InvalidRequest):
+        statement("SELEC broken")

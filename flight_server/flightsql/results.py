@@ -1,0 +1,161 @@
+"""Results executed in GetFlightInfo and waiting for their DoGet: :class:`Execution` (one
+statement's result, read ahead) and :class:`PendingResults` (the registry: time limit,
+streaming results that CancelFlightInfo can interrupt, the outcome of recent tickets).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from clients.protocol import flight_pb2
+
+from .errors import stream_error
+
+PREFETCH_BYTES = 1024 * 1024  # results up to this size are read whole in GetFlightInfo
+
+
+@dataclass
+class Execution:
+    """A query executed for a ticket: the first result, and parameter rows still to run.
+
+    :meth:`prefetch` reads the head of the result in GetFlightInfo: a result that ends within
+    the limit (the usual small query) is kept as a table, its end is reported at once (the
+    query log knows its rows; a cacheable result fills the cache), its cursor goes back to the
+    pool, the FlightInfo reports its rows and bytes, and DoGet streams the table from C++ with
+    no Python step at all. A longer result keeps the batches read and streams on from there
+    (:mod:`.streaming`). A result in memory already (a cache hit) is taken as it is.
+    """
+
+    sql: str
+    first: Any  # query.engine.QueryResult
+    rest: list[list] = field(default_factory=list)
+    head: list[pa.RecordBatch] = field(default_factory=list)
+    table: pa.Table | None = None  # the whole result, when prefetch reached its end
+
+    def prefetch(self, limit_bytes: int) -> None:
+        first = self.first
+        if first.table is not None:
+            self._whole(first.table, first.table.nbytes, None)
+            return
+        reader = first.source
+        size = 0
+        try:
+            while size <= limit_bytes:  # a few batches at most: small results are one or two
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    head, self.head = self.head, []
+                    self._whole(pa.Table.from_batches(head, schema=reader.schema), size, head)
+                    return
+                self.head.append(batch)
+                size += batch.nbytes
+        except BaseException as exc:
+            self.head = []
+            first.failed(exc)
+            first.close()
+            if isinstance(exc, Exception):
+                raise stream_error(exc) from None
+            raise
+
+    def _whole(self, table: pa.Table, nbytes: int, batches: list[pa.RecordBatch] | None) -> None:
+        self.table = table
+        self.first.complete(table.num_rows, nbytes, batches)
+        self.first.close()
+
+    def close(self) -> None:
+        self.head = []
+        self.first.close()
+
+
+class PendingResults:
+    """Results executed in GetFlightInfo, waiting for their DoGet (with a time limit), the
+    results being streamed (so CancelFlightInfo can interrupt them) and the recent outcome of
+    each handle (a cancelled ticket is never run again)."""
+
+    CANCELLED, FINISHED = "cancelled", "finished"
+
+    def __init__(self, ttl: float = 120.0, clock: Callable[[], float] = time.monotonic, remember: int = 10_000):
+        self.ttl = ttl
+        self._clock = clock
+        self._items: dict[str, tuple[float, Any]] = {}
+        self._running: dict[str, Any] = {}
+        self._outcome: OrderedDict[str, str] = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()
+
+    def put(self, result: Any) -> str:
+        handle = uuid.uuid4().hex
+        with self._lock:
+            self._items[handle] = (self._clock() + self.ttl, result)
+        self.expire()
+        return handle
+
+    def take(self, handle: str) -> Any | None:
+        with self._lock:
+            item = self._items.pop(handle, None)
+        return item[1] if item else None
+
+    def outcome(self, handle: str) -> str | None:
+        with self._lock:
+            return self._outcome.get(handle)
+
+    def running(self, handle: str, result: Any) -> None:
+        """``result`` is streaming for ``handle`` (interruptible)."""
+        with self._lock:
+            self._running[handle] = result
+
+    def finished(self, handle: str) -> None:
+        with self._lock:
+            self._running.pop(handle, None)
+            self._remember_locked(handle, self.FINISHED, keep=True)
+
+    def cancel(self, handle: str) -> int | None:
+        """Cancel a pending or streaming query; the CancelStatus, or None if unknown here."""
+        with self._lock:
+            item = self._items.pop(handle, None)
+            result = self._running.get(handle)
+            before = self._outcome.get(handle)
+            if item is None and result is None:
+                if before == self.CANCELLED:
+                    return flight_pb2.CANCEL_STATUS_CANCELLED
+                return flight_pb2.CANCEL_STATUS_NOT_CANCELLABLE if before else None
+            self._remember_locked(handle, self.CANCELLED, keep=False)
+        if item is not None:
+            item[1].close()
+        if result is not None:
+            result.interrupt()
+        return flight_pb2.CANCEL_STATUS_CANCELLED
+
+    def _remember_locked(self, handle: str, outcome: str, keep: bool) -> None:
+        if keep and self._outcome.get(handle) == self.CANCELLED:
+            return
+        self._outcome[handle] = outcome
+        self._outcome.move_to_end(handle)
+        while len(self._outcome) > self._remember:
+            self._outcome.popitem(last=False)
+
+    def expire(self) -> None:
+        now = self._clock()
+        with self._lock:
+            dead = [h for h, (exp, _) in self._items.items() if exp < now]
+            results = [self._items.pop(h)[1] for h in dead]
+        for r in results:
+            r.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            results = [r for _, r in self._items.values()]
+            self._items.clear()
+            running = list(self._running.values())
+        for r in results:
+            r.close()
+        for r in running:
+            r.interrupt()

@@ -1,0 +1,156 @@
+"""One analysis per client statement, computed once and handed down the read path.
+
+:func:`statement` turns the SQL text a client sent into a :class:`Statement`: the text with
+the ``miniodb`` catalog removed from table names (so the names clients build from GetTables
+resolve), its kind from DuckDB's parser (exactly one statement is accepted), its parameter
+count and, for a SELECT, what it reads (base tables and their literal range constraints,
+:mod:`.analyze`), a digest of its normalised parse tree and whether its result may be cached.
+The Flight SQL handlers, the query runner (result cache key, schema cache) and the engine
+(table binding, file pruning) all read this one object; it is kept in one bounded LRU by text.
+
+DuckDB parses each new text at most twice (``extract_statements`` for the kind,
+``json_serialize_sql`` for a SELECT's tree), sqlglot a third time only when the text names
+the ``miniodb`` catalog. Parsing is a pure function of the text, so a private in-memory DuckDB
+(no data, no file access) does it, whatever node or request asks.
+
+The digest: DuckDB's ``json_serialize_sql`` tree (positions removed: whitespace and keyword
+case do not matter, literals and aliases do). A statement is *cacheable* unless it calls a
+function whose value changes between calls (``random()``, ``now()``, ``current_date``, ...),
+samples, or reads a table outside schema ``main`` (``system.*``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any, Final
+
+import duckdb
+import orjson
+import sqlglot
+from sqlglot import exp
+
+from ..statements import CATALOG, QUERY_KINDS, REFUSED, WRITE_KINDS, classify, refuse
+from .analyze import Analysis, analyze
+
+__all__ = ["CATALOG", "QUERY_KINDS", "REFUSED", "WRITE_KINDS", "Statement", "classify", "refuse", "statement"]
+
+CACHE_SIZE: Final = 4096  # statements remembered by text
+
+# Functions whose value changes between calls: a statement using one is never cached.
+VOLATILE_FUNCTIONS = frozenset({
+    "random", "rand", "setseed", "gen_random_uuid", "uuid", "uuidv4", "uuidv7", "now", "get_current_time",
+    "get_current_timestamp", "current_timestamp", "transaction_timestamp", "statement_timestamp",
+    "current_date", "current_time", "today", "localtime", "localtimestamp", "current_localtime",
+    "current_localtimestamp", "nextval", "currval", "current_query", "current_setting",
+    "get_current_date", "epoch_ms_now",
+})
+# SQL special values that DuckDB parses as column references
+VOLATILE_NAMES = frozenset({"current_timestamp", "current_date", "current_time", "localtime", "localtimestamp",
+                            "current_localtimestamp", "current_localtime"})
+_STRIP = frozenset({"query_location", "query_location_length"})
+
+
+@dataclass(frozen=True, eq=False)
+class Statement:
+    """A client statement, analysed (shared between requests: never mutated)."""
+
+    text: str  # as the client sent it
+    sql: str  # what runs: ``text`` without the catalog name
+    kind: str  # DuckDB's statement type: SELECT, EXPLAIN, CREATE, INSERT, ...
+    param_count: int = 0
+    digest: str = ""  # normalised parse tree of a SELECT ("" when unknown)
+    tables: tuple[str, ...] = ()  # base tables a SELECT reads (unqualified names, sorted)
+    analysis: Analysis | None = None  # per table: constraints for pruning; qualified names
+    cacheable: bool = False
+    error: str = ""  # why DuckDB could not serialise the SELECT (reported when it runs)
+
+    @property
+    def is_update(self) -> bool:
+        """Changes data (runs as an update, returns no rows)."""
+        return self.kind in WRITE_KINDS
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def statement(text: str) -> Statement:
+    """The analysis of ``text`` (LRU by text; a text that fails to parse raises each time)."""
+    sql = strip_catalog(text)
+    kind, parsed = classify(sql)
+    count = len(parsed.named_parameters)
+    if kind != "SELECT":
+        return Statement(text, sql, kind, count)
+    tree = orjson.loads(_parser.serialize(sql))
+    if tree.get("error"):
+        return Statement(text, sql, kind, count, error=tree.get("error_message") or "invalid SQL")
+    found: dict = {}
+    clean = _scan(tree.get("statements", []), found)
+    analysis = analyze(tree)
+    digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return Statement(text, sql, kind, count, digest, tuple(sorted(ref.name for ref in analysis.tables.values())),
+                     analysis, cacheable=not found.get("volatile") and not analysis.qualified)
+
+
+def as_statement(sql: str | Statement) -> Statement:
+    return sql if isinstance(sql, Statement) else statement(sql)
+
+
+class _Parser:
+    """A private in-memory DuckDB that only parses (``json_serialize_sql``), one call at a time."""
+
+    def __init__(self) -> None:
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def serialize(self, sql: str) -> str:
+        with self._lock:
+            if self._db is None:
+                self._db = duckdb.connect(":memory:", config={
+                    "enable_external_access": False, "autoinstall_known_extensions": False,
+                    "autoload_known_extensions": False})
+            return self._db.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
+
+
+_parser = _Parser()
+
+
+def _scan(obj: Any, found: dict) -> Any:
+    """Copy of the parse tree without positions; notes volatile functions and sampling."""
+    if isinstance(obj, list):
+        return [_scan(x, found) for x in obj]
+    if not isinstance(obj, dict):
+        return obj
+    cls = obj.get("class")
+    if cls == "FUNCTION" and str(obj.get("function_name", "")).lower() in VOLATILE_FUNCTIONS:
+        found["volatile"] = True
+    elif cls == "COLUMN_REF":
+        names = obj.get("column_names") or []
+        if len(names) == 1 and str(names[0]).lower() in VOLATILE_NAMES:
+            found["volatile"] = True
+    if obj.get("sample") not in (None, {}):
+        found["volatile"] = True
+    return {k: _scan(v, found) for k, v in obj.items() if k not in _STRIP}
+
+
+def strip_catalog(sql: str) -> str:
+    """``sql`` with ``miniodb.`` removed from table references (``miniodb.main.t`` -> ``main.t``),
+    so the names clients build from GetTables resolve. Other SQL is returned unchanged."""
+    if CATALOG not in sql.lower():
+        return sql
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return sql
+    if tree is None:
+        return sql
+    changed = False
+    for table in tree.find_all(exp.Table):
+        catalog, db = table.args.get("catalog"), table.args.get("db")
+        if catalog is not None and catalog.name.lower() == CATALOG:
+            table.set("catalog", None)
+            changed = True
+        elif catalog is None and db is not None and db.name.lower() == CATALOG:
+            table.set("db", None)
+            changed = True
+    return tree.sql(dialect="duckdb") if changed else sql
