@@ -9,7 +9,6 @@ through Flight (its own port on this host). ``clients/cli.py`` finds this comman
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 import threading
@@ -33,7 +32,7 @@ def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, nod
     """Run a node (embedded storage unless Redis/MinIO are configured)."""
     from clients.errors import MinioDBError
 
-    from . import malloc
+    from . import logs, malloc
     from .config import ConfigError, load_settings
     from .node import Node
 
@@ -45,8 +44,7 @@ def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, nod
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
-    logging.basicConfig(level=settings.server.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.server.log_level)
     malloc.configure()  # this process is a server: keep ingest buffers' memory warm
 
     node = Node(settings, rest=rest_gateway)
