@@ -99,12 +99,14 @@ def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, nod
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from flight_server import ports
+
+    local = ports.local_addresses(settings, node.addresses)  # what a client on this machine can paste
     if ready_file:
         tmp = Path(ready_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps(node.addresses))
+        tmp.write_text(json.dumps(local))
         tmp.replace(ready_file)
-    click.echo(f"MinIODB node {node.node_id} ready: flight {node.addresses['flight']}, "
-               f"rest {node.addresses['rest']}, metrics {node.addresses['metrics']}", err=True)
+    click.echo(ports.ready_message(node.node_id, settings, local), err=True)
     while not stopping.wait(0.5):
         pass
     click.echo("shutting down: flushing buffers", err=True)

@@ -17,12 +17,13 @@ import pyarrow as pa
 from clients import protocol
 from clients.errors import InvalidRequest, MinioDBError, NotFound
 
-from . import auth
+from . import auth, ports
 from .backup import BackupService
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
-from .config import Settings
+from .config import Settings, unknown_env_message
+from .datadir import DataDirLock
 from .flightsql.errors import translate as translate_error
 from .flightsql.server import MinioFlightServer
 from .http import HttpListener
@@ -55,10 +56,7 @@ def package_version() -> str:
 
 def _advertise_host(settings: Settings) -> str:
     """The host peers and clients should dial: the configured one, else this machine's name."""
-    if settings.server.advertise_host:
-        return settings.server.advertise_host
-    host = settings.server.host
-    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return ports.advertised_host(settings)
 
 
 class Node:
@@ -84,6 +82,10 @@ class Node:
         s = self.settings
         data = s.data_dir
         data.mkdir(parents=True, exist_ok=True)
+        if (env_typos := unknown_env_message()) is not None:
+            log.warning(env_typos)
+        self.lock = DataDirLock(data).acquire(flight_port=s.server.grpc_port)  # before anything reads the dir
+        ports.check_free(s)
         self.metrics = Metrics(self.version, self.node_id)
         self.store = load_object_store(s.object_store_url, s.storage)
         self.store.check()
@@ -123,7 +125,9 @@ class Node:
         self.retention.start()
         # memory freed by flushes goes back to the OS once ingest has been quiet a while
         self.trimmer = IdleTrimmer(lambda: (self.ingestor.bytes_total, self.buffers.total_bytes())).start()
-        self._start_listeners()
+        with ports.bind_errors(s):
+            self._start_listeners()
+        self.lock.update(addresses=ports.local_addresses(s, self.addresses))
         self._registry_thread = threading.Thread(target=self._heartbeat, name="miniodb-registry", daemon=True)
         self._heartbeat_once()
         self._registry_thread.start()
@@ -494,6 +498,7 @@ class Node:
         self.engine.close()
         self.metadata.close()
         self.store.close()
+        self.lock.release()
 
     def wait(self) -> None:
         self._stopped.wait()
