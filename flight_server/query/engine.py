@@ -26,6 +26,7 @@ import pyarrow as pa
 from clients.errors import InvalidRequest, NotFound, Unimplemented
 
 from ..metadata.base import TableInfo
+from . import client_types
 from .analyze import Analysis, analyze
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
@@ -335,10 +336,11 @@ class QueryEngine:
             rel = cur.sql(sql, params=list(params) if params else None)
             if rel is None:
                 raise InvalidRequest("statement returns no result")
+            rel, to_client = client_types.project(rel)  # types every client can take (client_types.py)
             if schema_only:  # the bound types, as DuckDB converts them to Arrow, without executing
                 rel = cur.sql("SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {_quote(c)}" for c, t in zip(
                     rel.columns, rel.types, strict=True)) + " WHERE false")
-            reader = rel.to_arrow_reader(batch_rows_for(rel.types, self.batch_rows, self.max_batch_bytes))
+            reader = to_client(rel.to_arrow_reader(batch_rows_for(rel.types, self.batch_rows, self.max_batch_bytes)))
             state["reader"] = reader
         except BaseException:
             state["reuse"] = False
