@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from . import errors
+from . import errors, textform
 
 DEFAULT_URI = "grpc://localhost:8080"
 
@@ -136,10 +136,10 @@ def sql(ctx, sql, fmt, output):
         table = c.query(sql)
     if fmt == "csv":
         sink = output or sys.stdout.buffer
-        pacsv.write_csv(table, sink)
+        pacsv.write_csv(textform.csv_ready(table), sink)  # nested as JSON, binary as base64
         return
     if fmt == "json":
-        text = "\n".join(json.dumps(r, default=str) for r in table.to_pylist())
+        text = "\n".join(json.dumps(r, default=textform.json_default) for r in table.to_pylist())
     else:
         text = _render_table(table)
     if output:
