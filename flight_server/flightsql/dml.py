@@ -25,6 +25,7 @@ from sqlglot import exp
 
 from clients.errors import InvalidRequest, NotFound, Unimplemented
 
+from ..query import client_types
 from ..query.engine import classify, refuse
 from ..schema import conform
 from .metadata_commands import CATALOG, is_known_schema
@@ -250,7 +251,8 @@ def declared_schema(target: exp.Schema) -> pa.Schema:
     try:
         con.execute("SET TimeZone='UTC'")
         con.execute(probe.sql(dialect="duckdb"))
-        return con.sql("SELECT * FROM __miniodb_probe LIMIT 0").to_arrow_table().schema
+        rel, to_client = client_types.project(con.sql("SELECT * FROM __miniodb_probe LIMIT 0"))
+        return to_client(rel.to_arrow_reader()).schema  # the types query results have (INTERVAL: duration)
     except duckdb.Error as exc:
         raise InvalidRequest(str(exc).strip().splitlines()[0]) from exc
     finally:

@@ -190,7 +190,8 @@ def test_mapped_values(adbc):
 
 def test_ingested_utc_and_durations_come_back_as_ingested(types_node, adbc):
     data = pa.table({"ts": pa.array([0, 1_000_000], pa.timestamp("us", tz="UTC")),
-                     "took": pa.array([1_500_000, None], pa.duration("us"))})
+                     "took": pa.array([1_500_000, None], pa.duration("us")),
+                     "wait_ms": pa.array([2_000, 5], pa.duration("ms"))})
     with adbc.cursor() as cur:
         cur.adbc_ingest("typed_events", data, mode="create_append")
         cur.execute("SELECT ts, took, ts + took AS done, now() - ts AS age FROM typed_events ORDER BY ts")
@@ -200,6 +201,26 @@ def test_ingested_utc_and_durations_come_back_as_ingested(types_node, adbc):
     assert result.schema.field("took").type == pa.duration("us")
     assert result.schema.field("age").type == pa.duration("us")
     assert result.column("took").to_pylist() == data.column("took").to_pylist()
+    types_node.client().action("flush", {"table": "typed_events"})  # Parquet keeps durations as int64
+    with adbc.cursor() as cur:
+        cur.execute("SELECT ts, took, wait_ms FROM typed_events ORDER BY ts")
+        flushed = cur.fetch_arrow_table()
+    assert flushed.select(["ts", "took"]) == result.select(["ts", "took"])
+    assert flushed.column("wait_ms").to_pylist() == data.column("wait_ms").to_pylist()
     assert adbc.adbc_get_table_schema("typed_events").field("ts").type == pa.timestamp("us", tz="UTC")
     described = types_node.client().action("describe_table", {"name": "typed_events"})
     assert {"name": "ts", "type": "timestamp[us, tz=UTC]", "nullable": True} in described["schema"]
+
+
+def test_declared_columns_store_the_types_results_have(types_node, adbc):
+    with adbc.cursor() as cur:
+        cur.execute("CREATE TABLE spans (took INTERVAL, at_utc TIMESTAMPTZ, flags BIT)")
+        cur.execute("INSERT INTO spans VALUES (INTERVAL 2 HOUR, TIMESTAMPTZ '2024-01-01 00:00:00+00', '101')")
+    types_node.client().action("flush", {"table": "spans"})
+    with adbc.cursor() as cur:
+        cur.execute("SELECT * FROM spans")
+        result = cur.fetch_arrow_table()
+    assert result.schema.field("took").type == pa.duration("us")
+    assert result.schema.field("at_utc").type == pa.timestamp("us", tz="UTC")
+    assert result.to_pylist() == [{"took": dt.timedelta(hours=2), "at_utc": dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+                                   "flags": "101"}]
