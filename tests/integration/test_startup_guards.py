@@ -85,3 +85,17 @@ def test_misspelled_environment_variables_are_named_with_a_suggestion(node_facto
     assert "MINIODB_BUFER_SIZE (did you mean MINIODB_BUFFER_SIZE?)" in warnings[0]
     for fine in ("MINIODB_PORT_8080_TCP_ADDR", "MINIODB_SERVICE_HOST", "MINIODB_URI"):
         assert fine not in warnings[0]
+
+
+def test_a_standalone_gateway_on_a_taken_port_is_one_line():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "clients.cli", "gateway", "--flight", "grpc://127.0.0.1:1",
+                            "--host", "127.0.0.1", "--port", str(port)], capture_output=True, text=True,
+                           timeout=60, cwd=REPO)
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert f"rest port {port} is already in use on 127.0.0.1" in err
