@@ -134,7 +134,7 @@ class Node:
         self._backup_thread = threading.Thread(target=self._maintenance, name="miniodb-backup", daemon=True)
         self._backup_thread.start()
         self.metrics.up.set(1)
-        log.info("node %s serving flight=%s rest=%s metrics=%s", self.node_id, self.addresses.get("flight"),
+        log.info("node %s serving; advertised to peers as flight=%s rest=%s metrics=%s", self.node_id, self.addresses.get("flight"),
                  self.addresses.get("rest"), self.addresses.get("metrics"))
         return self
 

@@ -43,7 +43,7 @@ async function tryIt(form){
   try{const r=await fetch(url,init);const text=await r.text();
     out.textContent=r.status+' '+r.statusText+'\\n'+r.headers.get('content-type')+'\\n\\n'+text.slice(0,20000);}
   catch(e){out.textContent=String(e);}
-  return false;}
+}
 """
 
 
@@ -116,7 +116,7 @@ def _operation(doc: dict, base: str, path: str, method: str, op: dict, shared: l
     if op.get("description"):
         out.append(f"<p>{_e(op['description'])}</p>")
     form = [f'<form data-path="{_e(path)}" data-method="{_e(method)}" data-base="{_e(base)}" '
-            f'onsubmit="return tryIt(this)">']
+            f'onsubmit="tryIt(this); return false">']
     if params:
         out.append("<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>required</th><th>schema</th>"
                    "<th>description</th></tr>")
