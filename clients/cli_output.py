@@ -3,19 +3,15 @@ writers for table/csv/json/parquet, and the one-line summary of a statement that
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import re
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 
-from . import errors
+from . import errors, textform
 
 OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
 _SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json", ".parquet": "parquet",
@@ -39,54 +35,13 @@ def output_format(fmt: str | None, output: str | None) -> str:
     return found
 
 
-def _json_default(obj):
-    """JSON for values orjson does not know (as the REST gateway writes them)."""
-    if isinstance(obj, decimal.Decimal):
-        if obj.is_finite() and obj == obj.to_integral_value() and -(2**63) <= obj < 2**64:
-            return int(obj)
-        return float(obj)
-    if isinstance(obj, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(obj)).decode("ascii")
-    if isinstance(obj, dt.timedelta):
-        return obj.total_seconds()
-    if isinstance(obj, uuid.UUID | set | frozenset):
-        return str(obj) if isinstance(obj, uuid.UUID) else list(obj)
-    return str(obj)
-
-
-_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-
-
-def _is_nested(t: pa.DataType) -> bool:
-    return pa.types.is_nested(t) or (pa.types.is_dictionary(t) and pa.types.is_nested(t.value_type))
-
-
-def csv_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(f.name, pa.string()) if _is_nested(f.type) else f for f in schema])
-
-
-def nested_to_text(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """CSV cannot hold nested values: list/struct/map columns become JSON text, as in REST CSV
-    (only those columns are converted value by value)."""
-    if schema.equals(batch.schema):
-        return batch
-    cols = []
-    for col in batch.columns:
-        if _is_nested(col.type):
-            col = pa.array([None if v is None else orjson.dumps(v, default=_json_default, option=_OPTS).decode()
-                            for v in col.to_pylist()], pa.string())
-        cols.append(col)
-    return pa.RecordBatch.from_arrays(cols, schema=schema)
-
-
 def write_csv(reader: pa.RecordBatchReader, output: str | None) -> None:
     import pyarrow.csv as pacsv
 
-    schema = csv_schema(reader.schema)
     sink = output or sys.stdout.buffer
-    with pacsv.CSVWriter(sink, schema) as w:
+    with pacsv.CSVWriter(sink, textform.csv_schema(reader.schema)) as w:  # as REST CSV writes it
         for batch in reader:
-            w.write_batch(nested_to_text(batch, schema))
+            w.write_batch(textform.csv_ready(batch))
 
 
 def write_parquet(reader: pa.RecordBatchReader, output: str) -> None:
@@ -101,7 +56,8 @@ def json_lines(reader: pa.RecordBatchReader) -> Iterator[bytes]:
     names = reader.schema.names
     for batch in reader:
         for row in zip(*[c.to_pylist() for c in batch.columns], strict=True):
-            yield orjson.dumps(dict(zip(names, row, strict=True)), default=_json_default, option=_OPTS)
+            yield orjson.dumps(dict(zip(names, row, strict=True)), default=textform.json_default,
+                              option=textform.JSON_OPTIONS)
 
 
 def write_json(reader: pa.RecordBatchReader, output: str | None) -> None:

@@ -275,7 +275,8 @@ class HandshakeAcceptor(flight.ServerAuthHandler):
 class RestAuth:
     """ASGI wrapper: every REST route but the open ones needs a valid key or token."""
 
-    def __init__(self, app, keys: ApiKeys, open_paths: Sequence[str] = ("/api/v1/health",),
+    def __init__(self, app, keys: ApiKeys, open_paths: Sequence[str] = (
+            "/api/v1/health", "/api/v1/docs", "/api/v1/openapi.json", "/"),
                  on_failure: Callable[[], None] = lambda: None):
         self.app = app
         self.keys = keys

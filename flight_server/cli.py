@@ -18,21 +18,23 @@ import click
 
 
 @click.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="YAML settings file")
-@click.option("--data-dir", default=None, help="data folder (WAL, cache, embedded storage)")
-@click.option("--host", default=None)
-@click.option("--flight-port", type=int, default=None, help="Flight SQL port (0: any free port)")
-@click.option("--rest-port", type=int, default=None)
-@click.option("--metrics-port", type=int, default=None)
-@click.option("--node-id", default=None)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML settings file (settings: defaults < this file < MINIODB_* variables < these options)")
+@click.option("--data-dir", default=None, help="data folder (WAL, cache, embedded storage)  [default: ./data]")
+@click.option("--host", default=None, help="interface to listen on  [default: 0.0.0.0, all interfaces]")
+@click.option("--flight-port", type=int, default=None, help="Flight SQL port (0: any free port)  [default: 8080]")
+@click.option("--rest-port", type=int, default=None, help="REST gateway port (0: any free port)  [default: 8081]")
+@click.option("--metrics-port", type=int, default=None,
+              help="Prometheus metrics port (0: any free port)  [default: 9090]")
+@click.option("--node-id", default=None, help="this node's id in the cluster  [default: the host name]")
 @click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
               help="write the listener URIs as JSON here once every listener is up")
-@click.option("--log-level", default=None)
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR  [default: INFO]")
 def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, node_id, ready_file, log_level):
     """Run a node (embedded storage unless Redis/MinIO are configured)."""
     from clients.errors import MinioDBError
 
-    from . import logs, malloc
+    from . import logs, malloc, ports
     from .config import ConfigError, load_settings
     from .node import Node
 
@@ -60,12 +62,12 @@ def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, nod
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    local = ports.local_addresses(settings, node.addresses)  # what a client on this machine can paste
     if ready_file:
         tmp = Path(ready_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps(node.addresses))
+        tmp.write_text(json.dumps(local))
         tmp.replace(ready_file)
-    click.echo(f"MinIODB node {node.node_id} ready: flight {node.addresses['flight']}, "
-               f"rest {node.addresses['rest']}, metrics {node.addresses['metrics']}", err=True)
+    click.echo(ports.ready_message(node.node_id, settings, local), err=True)
     while not stopping.wait(0.5):
         pass
     click.echo("shutting down: flushing buffers", err=True)

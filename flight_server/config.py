@@ -344,6 +344,40 @@ def load_settings(
     return settings
 
 
+# MINIODB_* names that are not node settings: the client commands' (clients/cli.py, bench),
+# the standalone gateway's, the test suite's, and what Kubernetes injects for a Service named
+# "miniodb" (MINIODB_PORT, MINIODB_PORT_8080_TCP_ADDR, MINIODB_SERVICE_HOST, ...).
+ENV_OTHERS = frozenset({"MINIODB_URI", "MINIODB_TOKEN", "MINIODB_USERNAME", "MINIODB_PASSWORD"})
+ENV_OTHER_PREFIXES = ("MINIODB_TLS_", "MINIODB_GATEWAY_", "MINIODB_PORT", "MINIODB_SERVICE_", "MINIODB_TEST_",
+                      "MINIODB_FUZZ_", "MINIODB_BENCH_")
+
+
+def unknown_env(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``MINIODB_*`` variables that configure nothing (typos), each with the closest known name."""
+    import difflib
+
+    env = os.environ if environ is None else environ
+    known = {env_name(p) for p in leaf_paths()} | set(ENV_ALIASES)
+    out = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known or name in ENV_OTHERS:
+            continue
+        if name.startswith(ENV_OTHER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known | ENV_OTHERS), n=1, cutoff=0.75)
+        out.append((name, close[0] if close else None))
+    return out
+
+
+def unknown_env_message(environ: Mapping[str, str] | None = None) -> str | None:
+    """One log line naming the unknown ``MINIODB_*`` variables, or ``None`` when there are none."""
+    unknown = unknown_env(environ)
+    if not unknown:
+        return None
+    names = ", ".join(f"{n} (did you mean {c}?)" if c else n for n, c in unknown)
+    return f"ignoring unknown environment variables: {names}"
+
+
 def _validate(s: Settings) -> None:
     def bad(path: str, why: str):
         raise ConfigError(f"setting {path!r}: {why}")

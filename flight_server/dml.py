@@ -29,6 +29,7 @@ from sqlglot import exp
 
 from clients.errors import InvalidRequest, NotFound, Unimplemented
 
+from . import client_types
 from .catalog import Catalog
 from .ingest import Ingestor, IngestResult
 from .schema import conform
@@ -257,7 +258,8 @@ def declared_schema(target: exp.Schema) -> pa.Schema:
     try:
         con.execute("SET TimeZone='UTC'")
         con.execute(probe.sql(dialect="duckdb"))
-        return con.sql("SELECT * FROM __miniodb_probe LIMIT 0").to_arrow_table().schema
+        rel, to_client = client_types.project(con.sql("SELECT * FROM __miniodb_probe LIMIT 0"))
+        return to_client(rel.to_arrow_reader()).schema  # the types query results have (INTERVAL: duration)
     except duckdb.Error as exc:
         raise InvalidRequest(str(exc).strip().splitlines()[0]) from exc
     finally:

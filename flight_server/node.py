@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from clients.errors import InvalidRequest, MinioDBError
 
-from . import auth, tls
+from . import auth, ports, tls
 from .actions import NodeActions
 from .adopt import open_wal_mirror
 from .backup import BackupService
@@ -28,7 +28,8 @@ from .batches import BatchLedger
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
-from .config import Settings
+from .config import Settings, unknown_env_message
+from .datadir import DataDirLock
 from .dml import UpdateExecutor
 from .flightsql.errors import translate as translate_error
 from .flightsql.server import MinioFlightServer
@@ -63,10 +64,7 @@ def package_version() -> str:
 
 def _advertise_host(settings: Settings) -> str:
     """The host peers and clients should dial: the configured one, else this machine's name."""
-    if settings.server.advertise_host:
-        return settings.server.advertise_host
-    host = settings.server.host
-    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    return ports.advertised_host(settings)
 
 
 class Listener(Protocol):
@@ -101,6 +99,10 @@ class Node:
         s = self.settings
         data = s.data_dir
         data.mkdir(parents=True, exist_ok=True)
+        if (env_typos := unknown_env_message()) is not None:
+            log.warning(env_typos)
+        self.lock = DataDirLock(data).acquire(flight_port=s.server.grpc_port)  # before anything reads the dir
+        ports.check_free(s)
         self.metrics = Metrics(self.version, self.node_id)
         self.store = load_object_store(s.object_store_url, s.storage)
         self.store.check()
@@ -146,14 +148,16 @@ class Node:
         self.retention.start()
         # memory freed by flushes goes back to the OS once ingest has been quiet a while
         self.trimmer = IdleTrimmer(lambda: (self.ingestor.bytes_total, self.buffers.total_bytes())).start()
-        self._start_listeners()
+        with ports.bind_errors(s):
+            self._start_listeners()
+        self.lock.update(addresses=ports.local_addresses(s, self.addresses))
         self.heartbeat = Heartbeat(self.metadata, self.node_info, s.metadata.node_ttl, self._stopped,
                                    on_live=self.metrics.live_nodes.set).start()
         if self.adopter is not None:
             self.adopter.start()  # registered: release our own WAL's lease, adopt dead nodes' WAL
         self.maintenance = MetadataMaintenance(self.backups, s.metadata, self._stopped).start()
         self.metrics.up.set(1)
-        log.info("node %s serving flight=%s rest=%s metrics=%s", self.node_id, self.addresses.get("flight"),
+        log.info("node %s serving; advertised to peers as flight=%s rest=%s metrics=%s", self.node_id, self.addresses.get("flight"),
                  self.addresses.get("rest"), self.addresses.get("metrics"))
         return self
 
@@ -322,6 +326,7 @@ class Node:
         self.engine.close()
         self.metadata.close()
         self.store.close()
+        self.lock.release()
 
     def wait(self) -> None:
         self._stopped.wait()

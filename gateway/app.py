@@ -38,7 +38,7 @@ from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from clients import errors, protocol
@@ -46,7 +46,8 @@ from clients.errors import InvalidRequest, MinioDBError, NotFound, PayloadTooLar
 from clients.flight import Client, stats_http_headers, to_params
 
 from . import convert, output
-from .openapi import DOCS_HTML, openapi_document
+from .docs import render_docs
+from .openapi import openapi_document
 
 log = logging.getLogger("miniodb.gateway")
 PREFIX = "/api/v1"
@@ -251,6 +252,7 @@ class Gateway:
         self.backend = Backend(config)
         self.version = gateway_version()
         self._openapi: bytes | None = None
+        self._docs: str | None = None
 
     async def call(self, fn: Callable, *args, **kwargs) -> Any:
         return await to_thread.run_sync(functools.partial(fn, *args, **kwargs))
@@ -281,7 +283,13 @@ class Gateway:
         return Response(self._openapi, media_type="application/json")
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(DOCS_HTML.replace("{openapi_url}", f"{PREFIX}/openapi.json"))
+        """The API described by the gateway itself: no asset from a CDN (gateway/docs.py)."""
+        if self._docs is None:
+            self._docs = render_docs(openapi_document(self.version), f"{PREFIX}/openapi.json")
+        return HTMLResponse(self._docs)
+
+    async def root(self, request: Request) -> Response:
+        return RedirectResponse(f"{PREFIX}/docs", status_code=307)
 
     async def status(self, request: Request) -> Response:
         st = await self.action(request, protocol.ACTION_STATUS)
@@ -498,6 +506,7 @@ def create_app(config: GatewayConfig | None = None, **kwargs) -> Starlette:
         Route(f"{p}/health", api(gw.health), methods=["GET"]),
         Route(f"{p}/openapi.json", api(gw.openapi), methods=["GET"]),
         Route(f"{p}/docs", api(gw.docs), methods=["GET"]),
+        Route("/", api(gw.root), methods=["GET"]),
         Route(f"{p}/status", api(gw.status), methods=["GET"]),
         Route(f"{p}/data", api(gw.write), methods=["POST"]),
         Route(f"{p}/query", api(gw.query), methods=["POST"]),

@@ -1,5 +1,5 @@
-"""The OpenAPI 3.0 description of the gateway (served at ``/api/v1/openapi.json``) and the
-interactive docs page (Swagger UI, ``/api/v1/docs``).
+"""The OpenAPI 3.0 description of the gateway (served at ``/api/v1/openapi.json``; rendered as
+the docs page ``/api/v1/docs`` by gateway/docs.py).
 
 Written by hand as data, so it says exactly what the routes accept (the hot write path
 parses JSON straight into Arrow and has no request models to generate a schema from).
@@ -30,7 +30,12 @@ _ERROR_TEXT = {
     401: "Missing or wrong credentials.",
     404: "Unknown table, backup or route.",
     409: "Already exists.",
+    403: "The key is valid but may not do this.",
+    405: "The path exists, the method does not (e.g. GET /api/v1/query).",
     413: "Request body over the configured limit.",
+    499: "The query was cancelled.",
+    500: "Unexpected server error: logged by the server, no details in the answer.",
+    501: "Not supported yet (e.g. SQL DELETE and UPDATE).",
     503: "The node or one of its dependencies is unavailable.",
 }
 
@@ -257,7 +262,7 @@ PATHS: dict[str, Any] = {
                         "schema": {"type": "string", "enum": ["json", "arrow", "csv", "parquet"]}}],
         "requestBody": _body("QueryRequest"),
         "responses": {"200": {"description": "The result", "content": _QUERY_FORMATS},
-                      **_errors(400, 401, 404, 413, 503)},
+                      **_errors(400, 401, 403, 404, 413, 499, 500, 501, 503)},
     }},
     "/tables": {
         "post": {
@@ -334,23 +339,3 @@ def openapi_document(version: str = "0.0.0") -> dict:
             },
         },
     }
-
-
-DOCS_HTML = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>MinIODB REST API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <noscript>The interactive docs need JavaScript; the API description is at
-    <a href="{openapi_url}">{openapi_url}</a>.</noscript>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({url: "{openapi_url}", dom_id: "#swagger-ui", deepLinking: true});
-  </script>
-</body>
-</html>
-"""

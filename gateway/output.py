@@ -13,13 +13,9 @@ integral), binary as base64, durations as seconds, structs as objects, lists and
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import io
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import orjson
@@ -27,6 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from clients import textform
 from clients.errors import InvalidRequest, MinioDBError
 from clients.flight import translate
 
@@ -134,21 +131,8 @@ def reader_batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         yield batch
 
 
-def _json_default(obj):
-    if isinstance(obj, decimal.Decimal):  # e.g. sum() of an integer column (DuckDB HUGEINT -> decimal)
-        if obj.is_finite() and obj == obj.to_integral_value() and -(2**63) <= obj < 2**64:
-            return int(obj)
-        return float(obj)
-    if isinstance(obj, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(obj)).decode("ascii")
-    if isinstance(obj, dt.timedelta):
-        return obj.total_seconds()
-    if isinstance(obj, uuid.UUID | set | frozenset):
-        return str(obj) if isinstance(obj, uuid.UUID) else list(obj)
-    return str(obj)
-
-
-_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_json_default = textform.json_default  # gateway/app.py's JSON bodies too
+_OPTS = textform.JSON_OPTIONS
 
 
 def rows_json(batch: pa.RecordBatch) -> bytes:
@@ -192,24 +176,6 @@ def _stream_error(exc: BaseException) -> MinioDBError:
     return err
 
 
-def _nested_to_text(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """CSV cannot hold nested values: struct/list/map columns become JSON text."""
-    cols = []
-    changed = False
-    for col in batch.columns:
-        t = col.type
-        if pa.types.is_nested(t) or pa.types.is_dictionary(t) and pa.types.is_nested(t.value_type):
-            changed = True
-            col = pa.array([None if v is None else orjson.dumps(v, default=_json_default, option=_OPTS).decode()
-                            for v in col.to_pylist()], pa.string())
-        cols.append(col)
-    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names) if changed else batch
-
-
-def _csv_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_nested(f.type) else f for f in schema])
-
-
 def _writer_stream(open_writer: Callable[[_ChunkSink], object], write: Callable[[object, pa.RecordBatch], None],
                    batches: Iterator[pa.RecordBatch]) -> Iterator[bytes]:
     sink = _ChunkSink()
@@ -234,8 +200,8 @@ def stream_arrow(schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> Iterat
 
 
 def stream_csv(schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> Iterator[bytes]:
-    return _writer_stream(lambda s: pacsv.CSVWriter(s, _csv_schema(schema)),
-                          lambda w, b: w.write_batch(_nested_to_text(b)), batches)
+    return _writer_stream(lambda s: pacsv.CSVWriter(s, textform.csv_schema(schema)),
+                          lambda w, b: w.write_batch(textform.csv_ready(b)), batches)
 
 
 def stream_parquet(schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> Iterator[bytes]:

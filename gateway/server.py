@@ -7,12 +7,15 @@ port is known at once (``GatewayServer.port``).
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
 import time
 
 import uvicorn
+
+from clients.errors import Unavailable
 
 from .app import GatewayConfig, create_app
 
@@ -25,7 +28,13 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Unavailable(f"rest port {port} is already in use on {host or '0.0.0.0'}") from exc
+        raise
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

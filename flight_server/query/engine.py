@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from clients.errors import InvalidRequest, NotFound
 
+from .. import client_types
 from ..metadata.base import TableInfo
 from ..statements import refuse
 from .hot import SCHEMA as HOT_SCHEMA
@@ -63,6 +64,7 @@ class ResolvedTable:
     release: Callable[[], None] = lambda: None
     file_bytes: int = 0  # size of the selected Parquet objects
     hot: str | None = None  # the in-memory copy of those files read instead (query/hot.py)
+    duration_units: dict[str, str] = field(default_factory=dict)  # Arrow duration columns (Parquet: int64)
 
 
 def _noop(*_: Any) -> None:
@@ -114,6 +116,17 @@ def _quote(name: str) -> str:
 
 def _lit(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
+
+
+_DURATION_TO_US = {"s": " * 1000000", "ms": " * 1000", "us": "", "ns": " // 1000"}
+
+
+def _file_cast(column: str, duckdb_type: str, duration_unit: str | None) -> str:
+    """A Parquet column in the table's type. Arrow durations are stored as int64 in Parquet
+    (DuckDB reads BIGINT, which does not cast to INTERVAL): counted back into an interval."""
+    if duration_unit is not None and duckdb_type == "INTERVAL":
+        return f"to_microseconds(CAST({_quote(column)} AS BIGINT){_DURATION_TO_US[duration_unit]})"
+    return f"CAST({_quote(column)} AS {duckdb_type})"
 
 
 class CursorPool:
@@ -299,10 +312,11 @@ class QueryEngine:
             rel = cur.sql(sql, params=list(params) if params else None)
             if rel is None:
                 raise InvalidRequest("statement returns no result")
+            rel, to_client = client_types.project(rel)  # types every client can take (client_types.py)
             if schema_only:  # the bound types, as DuckDB converts them to Arrow, without executing
                 rel = cur.sql("SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {_quote(c)}" for c, t in zip(
                     rel.columns, rel.types, strict=True)) + " WHERE false")
-            reader = rel.to_arrow_reader(batch_rows_for(rel.types, self.batch_rows, self.max_batch_bytes))
+            reader = to_client(rel.to_arrow_reader(batch_rows_for(rel.types, self.batch_rows, self.max_batch_bytes)))
             state["reader"] = reader
         except BaseException:
             state["reuse"] = False
@@ -322,7 +336,7 @@ class QueryEngine:
     def _file_select(rt: ResolvedTable) -> str:
         """The table's committed files as one SELECT in its current column types."""
         cols = ", ".join(
-            f"CAST({_quote(c)} AS {t}) AS {_quote(c)}" if c.lower() in rt.file_columns
+            f"{_file_cast(c, t, rt.duration_units.get(c.lower()))} AS {_quote(c)}" if c.lower() in rt.file_columns
             else f"CAST(NULL AS {t}) AS {_quote(c)}"
             for c, t in rt.columns
         )

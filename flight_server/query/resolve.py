@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import pyarrow as pa
+
 from ..buffer import BufferManager
 from ..cache import FileCache
 from ..catalog import Catalog
@@ -69,6 +71,7 @@ class TableResolver:
             columns=self.engine.duckdb_types(info),
             paths=[p for p, _ in fetched],
             file_columns=file_columns,
+            duration_units={f.name.lower(): f.type.unit for f in info.schema if pa.types.is_duration(f.type)},
             buffer=buffer,
             files_total=len(m.files),
             files_scanned=len(selected),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import signal
 import subprocess
 
@@ -96,7 +97,26 @@ def test_status_and_openapi(http):
     doc = http.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.") and "/data" in doc["paths"]
     docs = http.get("/docs")
-    assert docs.status_code == 200 and "swagger-ui" in docs.text and "/api/v1/openapi.json" in docs.text
+    assert docs.status_code == 200 and "/api/v1/openapi.json" in docs.text
+
+
+def test_docs_page_needs_nothing_from_the_internet_and_shows_every_operation(http, gw_node):
+    page = http.get("/docs").text
+    assert not re.findall(r'(?:src|href)\s*=\s*"(?:https?:)?//', page)  # no CDN, no external asset
+    assert "<script src" not in page and "<link" not in page
+    doc = http.get("/openapi.json").json()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            assert f'id="{op["operationId"]}"' in page and f"<code>/api/v1{path}</code>" in page
+            for status in op["responses"]:
+                assert f"<td><b>{status}</b></td>" in page
+    for name in doc["components"]["schemas"]:
+        assert f'id="schema-{name}"' in page
+    root = httpx.get(gw_node.rest + "/", timeout=30)
+    assert root.status_code == 307 and root.headers["location"] == "/api/v1/docs"
+    assert httpx.get(gw_node.rest + "/", follow_redirects=True, timeout=30).text == page
 
 
 def test_openapi_document_is_valid(http):

@@ -83,3 +83,16 @@ def test_settings_are_frozen():
     s = load_settings(environ={})
     with pytest.raises(AttributeError):
         s.server.grpc_port = 1  # type: ignore[misc]
+
+
+def test_unknown_environment_variables_are_listed_with_the_closest_name():
+    from flight_server.config import unknown_env, unknown_env_message
+
+    env = {"MINIODB_BUFER_SIZE": "5", "MINIODB_SERVER_GRPC_PORT": "1", "MINIODB_REDIS_SENTINEL_ADDERS": "a:1",
+           "MINIODB_PORT": "tcp://10.0.0.1:8080", "MINIODB_PORT_8080_TCP_ADDR": "10.0.0.1",
+           "MINIODB_SERVICE_PORT": "8080", "MINIODB_TOKEN": "t", "MINIODB_TLS_ROOT_CERTS": "ca.pem",
+           "MINIODB_ZZZ": "1", "OTHER_BUFER_SIZE": "1"}
+    assert unknown_env(env) == [("MINIODB_BUFER_SIZE", "MINIODB_BUFFER_SIZE"), ("MINIODB_ZZZ", None)]
+    msg = unknown_env_message(env)
+    assert "\n" not in msg and "MINIODB_BUFER_SIZE (did you mean MINIODB_BUFFER_SIZE?)" in msg
+    assert unknown_env_message({"MINIODB_WAL_SYNC": "none"}) is None
