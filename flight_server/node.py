@@ -278,7 +278,7 @@ class Node:
     # -- callbacks -----------------------------------------------------------------------
     def _on_appended(self, name: str) -> None:
         if name in self.buffers.due():
-            self.flusher.request(name)
+            self.flusher.request()
 
     def _on_dropped(self, name: str, keys: list[str]) -> None:
         self.file_cache.discard(keys)
