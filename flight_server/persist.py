@@ -153,6 +153,7 @@ class Flusher:
                     self._uncertain[name] = (table_id, settle | {key})
                     self.catalog.hide(name, [key])
                 self.buffers.put_back(batch)  # still in the WAL: retried, never lost
+                self.last_error[name] = getattr(exc, "message", "") or str(exc) or type(exc).__name__
                 raise
             self.catalog.invalidate(name)
             if settle:
@@ -274,7 +275,7 @@ class Flusher:
     def _backoff(self, name: str, attempts: int, exc: BaseException) -> None:
         delay = min(self.max_backoff, 0.5 * 2**attempts)
         self._failures[name] = (attempts + 1, time.monotonic() + delay)
-        self.last_error[name] = str(exc)
+        self.last_error[name] = getattr(exc, "message", "") or str(exc) or type(exc).__name__
         log.warning("flush of %s failed (attempt %d), retrying in %.1fs: %s", name, attempts + 1, delay, exc)
 
 
