@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +142,7 @@ class WriteAheadLog:
         self.sync = sync
         self.recycle_bytes = recycle_bytes
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.fault: Callable[[str], None] = lambda step: None  # crash point (flight_server/faults.py)
         self._lock = threading.Lock()
         self._dir_sync = threading.Lock()
         self._renamed = 0  # renames made so far
@@ -306,10 +307,12 @@ class WriteAheadLog:
             if seqs[-1] > self._floor:
                 self._floor = seqs[-1]
                 self._write_floor(self._floor)
-        for seq in seqs:
+        for i, seq in enumerate(seqs):
             with self._lock:
                 size = self._sizes.pop(seq, 0)
                 self._bytes -= size
             self._retire(self._path(seq), size)
+            if i == 0:
+                self.fault("wal_remove")
         if self.sync:
             _fsync_dir(self.dir)
