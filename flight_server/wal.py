@@ -84,21 +84,33 @@ class SegmentWriter:
             self._sink = pa.OSFile(os.open(self.tmp, os.O_WRONLY), "w")
         else:
             self._sink = pa.OSFile(str(self.tmp), "wb")
-        self._writer = pa.ipc.new_stream(self._sink, schema.with_metadata(meta))
+        try:
+            self._writer = pa.ipc.new_stream(self._sink, schema.with_metadata(meta))
+        except BaseException:  # e.g. a full disk: leave no pending file behind
+            self._sink.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
         self.rows = 0
         self._unsynced = 0
+        self._failed: BaseException | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
-        self.rows += batch.num_rows
-        self._unsynced += batch.nbytes
-        if self.wal.sync and self._unsynced >= EARLY_SYNC_BYTES:
-            # write back while the stream goes on, so the final fsync only has the tail left
-            os.fdatasync(self._sink.fileno())
-            self._unsynced = 0
+        try:
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+            self._unsynced += batch.nbytes
+            if self.wal.sync and self._unsynced >= EARLY_SYNC_BYTES:
+                # write back while the stream goes on, so the final fsync only has the tail left
+                os.fdatasync(self._sink.fileno())
+                self._unsynced = 0
+        except BaseException as exc:
+            self._failed = exc  # a half-written segment must never be synced and published
+            raise
 
     def sync(self) -> None:
         """Finish the stream and make its bytes durable (still invisible to replay)."""
+        if self._failed is not None:
+            raise self._failed
         self._writer.close()
         self._sink.flush()
         if self._recycled:
