@@ -393,11 +393,7 @@ class Node:
     def health(self) -> dict:
         checks = {"flight": "ok" if self.flight is not None else "down"}
         for name, probe in (("metadata", self.metadata.check), ("storage", self.store.check)):
-            try:
-                probe()
-                checks[name] = "ok"
-            except Exception as exc:  # noqa: BLE001 - reported, not raised
-                checks[name] = f"down: {getattr(exc, 'message', None) or type(exc).__name__}"
+            checks[name] = _probe(probe)
         ok = all(v == "ok" for v in checks.values())
         return {"status": "ok" if ok else "degraded", "version": self.version, "node_id": self.node_id,
                 "checks": checks}
@@ -421,6 +417,7 @@ class Node:
             "hot_tables": self.engine.hot.stats(),
             "query_cache": self.result_cache.stats() if self.result_cache is not None else {"enabled": False},
             "flush_errors": dict(self.flusher.last_error),
+            "checks": {"storage": _probe(self.store.check)},  # e.g. down: a bucket that disappeared
             "nodes": nodes,
             "storage": self.store.url if not self.store.url.startswith("s3") else self.store.url.split("@")[-1],
             "metadata": self.metadata.url.split("@")[-1],
@@ -500,6 +497,15 @@ class Node:
 
     def wait(self) -> None:
         self._stopped.wait()
+
+
+def _probe(check) -> str:
+    """``ok`` or ``down: <reason>`` (reported, never raised)."""
+    try:
+        check()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return f"down: {getattr(exc, 'message', None) or type(exc).__name__}"
 
 
 def _required(body: dict, key: str) -> Any:

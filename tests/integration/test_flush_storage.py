@@ -81,6 +81,7 @@ def test_a_missing_bucket_refuses_flushes_and_loses_no_row(node_factory, redis_s
     wait_until(lambda: "does not exist" in c.status()["flush_errors"].get("o", ""), what="flush error in status")
     st = c.status()
     assert st["buffers"]["o"]["rows"] == 100 and st["wal_bytes"] > 0
+    assert st["checks"]["storage"].startswith("down: ") and "does not exist" in st["checks"]["storage"]
     assert c.query("SELECT count(*) AS n FROM o WHERE id >= 100").to_pylist() == [{"n": 100}]
 
     # kill -9 while the bucket is missing; the operator restores it; nothing was lost
