@@ -13,7 +13,12 @@
     ├── Unimplemented            unimplemented   UNIMPLEMENTED        501
     ├── Cancelled                cancelled       CANCELLED            499
     ├── Unavailable              unavailable     UNAVAILABLE          503
+    ├── ResourceExhausted        resource_exhausted RESOURCE_EXHAUSTED* 507
     └── Internal                 internal        INTERNAL             500
+
+    * pyarrow's Flight server cannot send RESOURCE_EXHAUSTED (its status mapping has no such
+      code): the node sends UNAVAILABLE with the ``[miniodb:resource_exhausted]`` tag, and
+      the clients turn it back into ResourceExhausted.
 
 Errors are raised inside the node with these classes and translated only at the edges:
 Flight (a gRPC status whose message starts with ``[code]``) and HTTP (status plus one JSON
@@ -101,6 +106,14 @@ class Unavailable(MinioDBError):
     grpc_status = "UNAVAILABLE"
 
 
+class ResourceExhausted(MinioDBError):
+    """The node's disk is full (writes refused) or a query passed its memory limit."""
+
+    code = "resource_exhausted"
+    http_status = 507
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
 class Internal(MinioDBError):
     code = "internal"
     http_status = 500
@@ -118,6 +131,7 @@ ALL_ERRORS: tuple[type[MinioDBError], ...] = (
     Unimplemented,
     Cancelled,
     Unavailable,
+    ResourceExhausted,
     Internal,
 )
 BY_CODE: dict[str, type[MinioDBError]] = {cls.code: cls for cls in ALL_ERRORS}

@@ -72,11 +72,7 @@ class NodeActions:
         n = self.node
         checks = {"flight": "ok" if n.flight is not None else "down"}
         for name, probe in (("metadata", n.metadata.check), ("storage", n.store.check)):
-            try:
-                probe()
-                checks[name] = "ok"
-            except Exception as exc:  # noqa: BLE001 - reported, not raised
-                checks[name] = f"down: {getattr(exc, 'message', None) or type(exc).__name__}"
+            checks[name] = _probe(probe)
         ok = all(v == "ok" for v in checks.values())
         return {"status": "ok" if ok else "degraded", "version": n.version, "node_id": n.node_id,
                 "checks": checks}
@@ -87,7 +83,7 @@ class NodeActions:
         for name in n.buffers.names():
             buf = n.buffers.get(name)
             if buf is not None:
-                buffers[name] = {"rows": buf.rows, "bytes": buf.nbytes, "flushing_rows": sum(e.rows for e in buf.flushing)}
+                buffers[name] = {"rows": buf.rows, "bytes": buf.nbytes, "flushing_rows": buf.flushing_rows}
         try:
             nodes = [node_json(i.to_json()) for i in n.metadata.live_nodes()]
         except MinioDBError as exc:
@@ -101,6 +97,7 @@ class NodeActions:
             "hot_tables": n.engine.hot.stats(),
             "query_cache": n.result_cache.stats() if n.result_cache is not None else {"enabled": False},
             "flush_errors": dict(n.flusher.last_error),
+            "checks": {"storage": _probe(n.store.check)},  # e.g. down: a bucket that disappeared
             "nodes": nodes,
             "storage": n.store.url if not n.store.url.startswith("s3") else n.store.url.split("@")[-1],
             "metadata": n.metadata.url.split("@")[-1],
@@ -193,3 +190,12 @@ def _temporal_iso(raw: Any, t: pa.DataType) -> Any:
     except (ValueError, OverflowError, pa.ArrowInvalid):
         return raw
     return raw
+
+
+def _probe(check) -> str:
+    """``ok`` or ``down: <reason>`` (reported, never raised)."""
+    try:
+        check()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return f"down: {getattr(exc, 'message', None) or type(exc).__name__}"

@@ -3,8 +3,10 @@
 Rows enter a buffer only after their WAL segment is durable, and leave it only after the
 Parquet file holding them is committed to the catalog. While a flush runs, its rows stay
 visible (``flushing``), so a query never misses or double-counts a row: the swap from
-"buffered" to "committed" happens under the table lock together with the manifest update
-(see :mod:`flight_server.persist`).
+"buffered" to "committed" happens under the table's commit lock together with the manifest
+update (see :mod:`flight_server.persist`). The flush life cycle is four methods of
+:class:`BufferManager` (take_for_flush, put_back, mark_committed, discard_dropped) that keep
+the invariants under the manager's one lock; nothing outside this module edits a buffer.
 """
 
 from __future__ import annotations
@@ -36,72 +38,129 @@ class BufferEntry:
         object.__setattr__(self, "nbytes", self.data.nbytes)
 
 
-def _totals(entries: list[BufferEntry], cached: tuple | None) -> tuple:
-    """``(entries, counted, rows, bytes)``: the sums of ``entries``, carried on from
-    ``cached`` when it is the same list (entry lists only grow by ``append`` or are
-    replaced whole), so the flush policy checked after every ingest stays O(1)."""
-    n = len(entries)
-    if cached is not None and cached[0] is entries and cached[1] <= n:
-        _, start, rows, nbytes = cached
-    else:
-        start, rows, nbytes = 0, 0, 0
-    for i in range(start, n):
-        e = entries[i]
-        rows += e.rows
-        nbytes += e.nbytes
-    return entries, n, rows, nbytes
+@dataclass(frozen=True, eq=False)
+class FlushBatch:
+    """Rows taken out of a table buffer by :meth:`BufferManager.take_for_flush`. They stay
+    visible to queries until the batch is settled: committed, put back or discarded."""
 
-
-@dataclass
-class TableBuffer:
-    name: str
-    table_id: str
+    buffer: TableBuffer
+    entries: tuple[BufferEntry, ...]
     schema: pa.Schema
-    entries: list[BufferEntry] = field(default_factory=list)
-    flushing: list[BufferEntry] = field(default_factory=list)
-    version: int = 0  # bumped on every change; keys the cached snapshot
-    _snapshot: tuple[int, pa.Table | None] | None = None
-    _sums: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
-    def _sum(self, which: str) -> tuple:
-        entries = self.entries if which == "entries" else self.flushing
-        sums = _totals(entries, self._sums.get(which))
-        self._sums[which] = sums
-        return sums
+    @property
+    def name(self) -> str:
+        return self.buffer.name
 
-    def __setattr__(self, key, value) -> None:
-        if key in ("entries", "flushing") and "_sums" in self.__dict__:
-            self._sums.pop(key, None)  # a new list: count it afresh (and let the old one go)
-        object.__setattr__(self, key, value)
+    @property
+    def table_id(self) -> str:
+        return self.buffer.table_id
+
+    @property
+    def seqs(self) -> list[int]:
+        return [e.seq for e in self.entries]
 
     @property
     def rows(self) -> int:
-        return self._sum("entries")[2] + self._sum("flushing")[2]
+        return sum(e.rows for e in self.entries)
+
+
+class TableBuffer:
+    """The rows of one table incarnation: *pending* (appended, not yet taken by a flush) and
+    *flushing* (taken by the one flush in progress). Changed only through
+    :class:`BufferManager`, under its lock; the row and byte totals are kept as running sums,
+    so the flush policy checked after every ingest is O(1)."""
+
+    def __init__(self, name: str, table_id: str, schema: pa.Schema):
+        self.name = name
+        self.table_id = table_id
+        self.schema = schema
+        self.version = 0  # bumped on every change; keys the cached snapshot
+        self._pending: list[BufferEntry] = []
+        self._flushing: FlushBatch | None = None
+        self._pending_rows = self._pending_bytes = 0
+        self._flushing_rows = self._flushing_bytes = 0
+        self._snapshot: tuple[int, pa.Table | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"TableBuffer({self.name!r}, rows={self.rows}, flushing={self.flushing_rows})"
+
+    # -- read (any thread; a consistent view needs the manager's lock) -------------------
+    @property
+    def entries(self) -> tuple[BufferEntry, ...]:
+        """Pending entries, oldest first (a copy)."""
+        return tuple(self._pending)
+
+    @property
+    def flushing(self) -> tuple[BufferEntry, ...]:
+        """Entries of the flush in progress (a copy)."""
+        return self._flushing.entries if self._flushing is not None else ()
+
+    @property
+    def rows(self) -> int:
+        return self._pending_rows + self._flushing_rows
 
     @property
     def pending_rows(self) -> int:
-        return self._sum("entries")[2]
+        return self._pending_rows
+
+    @property
+    def flushing_rows(self) -> int:
+        return self._flushing_rows
 
     @property
     def nbytes(self) -> int:
-        return self._sum("entries")[3] + self._sum("flushing")[3]
+        return self._pending_bytes + self._flushing_bytes
 
     @property
     def pending_bytes(self) -> int:
-        return self._sum("entries")[3]
+        return self._pending_bytes
+
+    def seqs(self) -> list[int]:
+        """WAL sequences of every row held (flushing and pending)."""
+        return [e.seq for e in (*self.flushing, *self._pending)]
 
     def oldest(self) -> float | None:
-        return self.entries[0].created_at if self.entries else None
+        return self._pending[0].created_at if self._pending else None
 
     def visible(self) -> pa.Table | None:
         """All buffered rows (flushing ones included) with the current schema; cached."""
         snap = self._snapshot
         if snap is not None and snap[0] == self.version:
             return snap[1]
-        parts = [conform(e.data, self.schema) for e in (*self.flushing, *self.entries)]
+        parts = [conform(e.data, self.schema) for e in (*self.flushing, *self._pending)]
         table = pa.concat_tables(parts) if parts else None
         self._snapshot = (self.version, table)
         return table
+
+    # -- changes (BufferManager only, under its lock) -------------------------------------
+    def _append(self, entry: BufferEntry) -> None:
+        self._pending.append(entry)
+        self._pending_rows += entry.rows
+        self._pending_bytes += entry.nbytes
+        self.version += 1
+
+    def _take(self) -> FlushBatch | None:
+        if self._flushing is not None or not self._pending:
+            return None
+        batch = FlushBatch(self, tuple(self._pending), self.schema)
+        self._flushing = batch
+        self._flushing_rows, self._flushing_bytes = self._pending_rows, self._pending_bytes
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        self.version += 1
+        return batch
+
+    def _settle(self, batch: FlushBatch, put_back: bool) -> bool:
+        """End ``batch``: its rows leave the buffer, or go back in front of the pending ones."""
+        if self._flushing is not batch:
+            return False
+        if put_back:
+            self._pending[:0] = batch.entries
+            self._pending_rows += self._flushing_rows
+            self._pending_bytes += self._flushing_bytes
+        self._flushing = None
+        self._flushing_rows = self._flushing_bytes = 0
+        self.version += 1
+        return True
 
 
 def _widest(current: pa.Schema, incoming: pa.Schema) -> pa.Schema:
@@ -177,10 +236,41 @@ class BufferManager:
     def append(self, name: str, table_id: str, schema: pa.Schema, entry: BufferEntry) -> TableBuffer:
         with self._lock:
             buf = self.ensure(name, table_id, schema)
-            buf.entries.append(entry)
-            buf.version += 1
+            buf._append(entry)
             self.changed.notify_all()
             return buf
+
+    # -- the flush life cycle ----------------------------------------------------------
+    # A flush takes the pending rows (they stay visible as "flushing"), writes and commits
+    # them, then settles the batch exactly once: mark_committed under the table's commit
+    # lock together with the manifest commit, put_back when anything failed, or
+    # discard_dropped when the catalog confirmed the table is gone. Only those two ends
+    # drop rows from memory; the WAL segments go with them (persist.py).
+    def take_for_flush(self, name: str) -> FlushBatch | None:
+        """The table's pending rows as a batch, or None (nothing pending, or a flush of the
+        table is already in progress)."""
+        with self._lock:
+            buf = self._buffers.get(name)
+            return buf._take() if buf is not None else None
+
+    def put_back(self, batch: FlushBatch) -> None:
+        """The flush failed: the rows are pending again, ahead of rows that arrived since."""
+        with self._lock:
+            batch.buffer._settle(batch, put_back=True)
+            self.changed.notify_all()
+
+    def mark_committed(self, batch: FlushBatch) -> None:
+        """The rows are in a committed file: they leave the buffer. Call it under
+        :meth:`commit_lock` together with the manifest commit."""
+        with self._lock:
+            batch.buffer._settle(batch, put_back=False)
+            self.changed.notify_all()
+
+    def discard_dropped(self, batch: FlushBatch) -> None:
+        """The catalog confirmed the table was dropped or replaced: the rows must never return."""
+        with self._lock:
+            batch.buffer._settle(batch, put_back=False)
+            self.changed.notify_all()
 
     def remove(self, name: str) -> TableBuffer | None:
         with self._lock:
@@ -192,10 +282,6 @@ class BufferManager:
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._buffers)
-
-    def total_rows(self) -> int:
-        with self._lock:
-            return sum(b.rows for b in self._buffers.values())
 
     def total_bytes(self) -> int:
         with self._lock:
@@ -212,7 +298,7 @@ class BufferManager:
         out = []
         with self._lock:
             for name, buf in self._buffers.items():
-                if not buf.entries:
+                if not buf.pending_rows:
                     continue
                 if buf.pending_bytes >= self.max_bytes:
                     out.append(name)

@@ -142,6 +142,11 @@ class TableDefaults:
 
 
 @dataclass(frozen=True)
+class DebugSettings:
+    crash_at: str = ""  # tests only: a flush step where the node kills itself (flight_server/faults.py)
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -153,6 +158,7 @@ class Settings:
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     tables: TableDefaults = field(default_factory=TableDefaults)
+    debug: DebugSettings = field(default_factory=DebugSettings)
 
     # -- derived locations -------------------------------------------------------------
     @property

@@ -122,7 +122,7 @@ class Ingestor:
             self._live.pop(name, None)
             buf = self.buffers.remove(name)
         if buf is not None:
-            self.wal.remove([e.seq for e in (*buf.flushing, *buf.entries)])
+            self.wal.remove(buf.seqs())
 
     def resolve_for_write(self, name: str, schema: pa.Schema, mode: str) -> TableInfo:
         """The table to write ``schema`` data into, created/replaced/evolved as ``mode`` says."""

@@ -31,6 +31,7 @@ from .catalog import Catalog
 from .config import Settings, unknown_env_message
 from .datadir import DataDirLock
 from .dml import UpdateExecutor
+from .faults import CrashPoints
 from .flightsql.errors import translate as translate_error
 from .flightsql.server import MinioFlightServer
 from .http import HttpListener
@@ -115,8 +116,10 @@ class Node:
                                  recycle_bytes=s.wal.recycle_bytes)
         self.buffers = BufferManager(s.buffer.size, s.buffer.flush_interval, s.buffer.max_bytes)
         self.file_cache = FileCache(self.store, s.cache_dir, s.query.file_cache_bytes)
+        crash = CrashPoints(s.debug.crash_at)
+        self.wal.fault = crash
         self.flusher = Flusher(self.node_id, self.catalog, self.store, self.wal, self.buffers, self.file_cache,
-                               data / "tmp", on_flushed=self._on_flushed)
+                               data / "tmp", on_flushed=self._on_flushed, faults=crash)
         self.ingestor = Ingestor(self.node_id, self.catalog, self.store, self.wal, self.buffers,
                                  chunk_bytes=s.wal.chunk_bytes, auto_create=s.tables.auto_create,
                                  on_appended=self._on_appended, on_dropped=self._on_dropped,
@@ -235,7 +238,7 @@ class Node:
     # -- callbacks -----------------------------------------------------------------------
     def _on_appended(self, name: str) -> None:
         if name in self.buffers.due():
-            self.flusher.request(name)
+            self.flusher.request()
 
     def _on_dropped(self, name: str, keys: list[str]) -> None:
         self.file_cache.discard(keys)

@@ -1,9 +1,12 @@
 """Persist: buffer snapshot -> Parquet (zstd, statistics) -> object store -> catalog commit
 -> WAL truncate. Runs on a background flusher (size and age policy) and on demand.
 
-Failure handling: if the upload or the commit fails, the rows go back to the buffer (still
-visible, still in the WAL) and the table is retried with capped exponential backoff. If the
-table was dropped meanwhile, the written object is deleted and the rows are discarded.
+Failure handling: if anything fails (writing, the upload, the commit), the rows go back to
+the buffer (still visible, still in the WAL) and the table is retried with capped
+exponential backoff. Rows leave memory and the WAL on exactly two paths: after a durable
+catalog commit (whose watermark covers their segments), or when the *catalog* confirms the
+table was dropped or re-created (a different table_id). A storage "not found" (a bucket
+that disappeared, say) is an outage like any other, never a drop.
 
 A commit whose reply was lost (the metadata store went away mid-call) may or may not have
 landed. Its key is remembered as *uncertain* and hidden from this node's queries (the rows
@@ -27,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clients.errors import MinioDBError, NotFound
+from clients.errors import MinioDBError
 
 from .batches import batch_rows
 from .buffer import BufferManager
@@ -67,6 +70,7 @@ class Flusher:
         clock: Callable[[], float] = time.time,
         on_flushed: Callable[[FlushResult], None] | None = None,
         max_backoff: float = 30.0,
+        faults: Callable[[str], None] | None = None,
     ):
         self.node_id = node_id
         self.catalog = catalog
@@ -82,6 +86,7 @@ class Flusher:
         self._clock = clock
         self.on_flushed = on_flushed or (lambda r: None)
         self.max_backoff = max_backoff
+        self.faults = faults or (lambda step: None)  # crash points for tests (flight_server/faults.py)
         self._table_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._failures: dict[str, tuple[int, float]] = {}  # table -> (attempts, next try monotonic)
@@ -100,15 +105,10 @@ class Flusher:
     def flush_table(self, name: str) -> FlushResult:
         started = time.perf_counter()
         with self._lock_for(name):
-            with self.buffers.lock:
-                buf = self.buffers.get(name)
-                if buf is None or not buf.entries:
-                    return FlushResult(name)
-                entries, buf.entries = buf.entries, []
-                buf.flushing = entries
-                buf.version += 1
-                schema, table_id = buf.schema, buf.table_id
-            seqs = [e.seq for e in entries]
+            batch = self.buffers.take_for_flush(name)
+            if batch is None:
+                return FlushResult(name)
+            table_id, schema = batch.table_id, batch.schema
             key = None
             committing = False
             prior_id, settle = self._uncertain.get(name, (table_id, frozenset()))
@@ -117,51 +117,44 @@ class Flusher:
                 settle = frozenset()
             tmp = self.tmp_dir / f"{uuid.uuid4().hex}.parquet"
             try:
-                data = pa.concat_tables([conform(e.data, schema) for e in entries])
+                data = pa.concat_tables([conform(e.data, schema) for e in batch.entries])
                 info = self.catalog.find(name)
                 time_column = info.time_column if info is not None and info.table_id == table_id else None
                 pq.write_table(data, tmp, compression="zstd", write_statistics=True,
                                row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary_columns(schema))
+                self.faults("parquet_written")
                 size = tmp.stat().st_size
                 mins, maxs = column_stats(data)
                 seq = self.metadata.next_sequence(f"file:{self.node_id}")
                 key = data_file_key(name, self._day(data, time_column, mins), self.node_id, seq)
                 self.store.put_file(key, tmp)
+                self.faults("object_put")
                 entry = FileEntry(key=key, rows=data.num_rows, size=size, min_values=mins, max_values=maxs,
                                   node_id=self.node_id, created_at=self._clock(), columns=tuple(schema.names))
                 with self.buffers.commit_lock(name):
                     committing = True
                     self.metadata.commit_files(name, table_id, [entry], remove=sorted(settle),
-                                               watermark=(self.node_id, max(seqs)), batches=batch_rows(entries))
+                                               watermark=(self.node_id, max(batch.seqs)), batches=batch_rows(batch.entries))
+                    self.faults("metadata_committed")
+                    self.faults("commit_reply_lost")
                     committing = False
-                    with self.buffers.lock:
-                        if buf.flushing is entries:
-                            buf.flushing = []
-                            buf.version += 1
-                        self.buffers.changed.notify_all()
-            except NotFound:
-                # dropped (or replaced) while flushing: its rows must not come back
-                with self.buffers.lock:
-                    if buf.flushing is entries:
-                        buf.flushing = []
-                        buf.version += 1
-                if key:
-                    self.store.delete(key)
-                self._forget_uncertain(name)
-                self.wal.remove(seqs)
+                    self.buffers.mark_committed(batch)
+            except BaseException as exc:
                 tmp.unlink(missing_ok=True)
-                return FlushResult(name)
-            except BaseException:
+                if self._dropped(name, table_id):
+                    # the catalog confirms the table is gone (or replaced): its rows must not come back
+                    self.buffers.discard_dropped(batch)
+                    if key:
+                        self._delete_quietly([key])
+                    self._forget_uncertain(name)
+                    self.wal.remove(batch.seqs)
+                    log.info("flush of %s abandoned: the table was dropped (%s)", name, exc)
+                    return FlushResult(name)
                 if committing and key:
                     self._uncertain[name] = (table_id, settle | {key})
                     self.catalog.hide(name, [key])
-                with self.buffers.lock:
-                    if buf.flushing is entries:
-                        buf.entries = entries + buf.entries
-                        buf.flushing = []
-                        buf.version += 1
-                    self.buffers.changed.notify_all()
-                tmp.unlink(missing_ok=True)
+                self.buffers.put_back(batch)  # still in the WAL: retried, never lost
+                self.last_error[name] = getattr(exc, "message", "") or str(exc) or type(exc).__name__
                 raise
             self.catalog.invalidate(name)
             if settle:
@@ -169,13 +162,29 @@ class Flusher:
             if tmp.exists():
                 self.file_cache.adopt(key, tmp)
                 tmp.unlink(missing_ok=True)
-            self.wal.remove(seqs)
+            self.wal.remove(batch.seqs)  # after the durable commit (the watermark covers them)
             self._failures.pop(name, None)
             self.last_error.pop(name, None)
             result = FlushResult(name, data.num_rows, 1, size, time.perf_counter() - started)
             log.info("flushed %s: %d rows, %d bytes -> %s", name, result.rows, size, key)
             self.on_flushed(result)
             return result
+
+    def _dropped(self, name: str, table_id: str) -> bool:
+        """True only when the catalog itself says the table is gone or was re-created. A
+        storage error (a missing bucket or object included) or an unreachable metadata store
+        is never taken for a drop: the rows go back to the buffer and stay in the WAL."""
+        try:
+            info = self.metadata.get_table(name)
+        except Exception:  # noqa: BLE001 - unknown is not a confirmed drop
+            return False
+        return info is None or info.table_id != table_id
+
+    def _delete_quietly(self, keys: list[str]) -> None:
+        try:
+            self.store.delete_many(keys)
+        except MinioDBError as exc:  # an orphan object costs space, never correctness
+            log.warning("could not delete objects %s: %s", keys, exc)
 
     def _forget_uncertain(self, name: str) -> None:
         """Settled (or abandoned) uncertain commits: their objects are no longer referenced."""
@@ -184,10 +193,7 @@ class Flusher:
             return
         self.catalog.unhide(name, list(keys))
         self.file_cache.discard(list(keys))
-        try:
-            self.store.delete_many(sorted(keys))
-        except MinioDBError as exc:  # an orphan object costs space, never correctness
-            log.warning("could not delete superseded objects %s: %s", sorted(keys), exc)
+        self._delete_quietly(sorted(keys))
 
     @staticmethod
     def _day(data: pa.Table, time_column: str | None, mins: dict) -> dt.date:
@@ -218,7 +224,8 @@ class Flusher:
         return results
 
     # -- background --------------------------------------------------------------------
-    def request(self, name: str | None = None) -> None:
+    def request(self) -> None:
+        """Wake the background flusher: it flushes every table that is due."""
         self._wake.set()
 
     def start(self) -> None:
@@ -269,7 +276,7 @@ class Flusher:
     def _backoff(self, name: str, attempts: int, exc: BaseException) -> None:
         delay = min(self.max_backoff, 0.5 * 2**attempts)
         self._failures[name] = (attempts + 1, time.monotonic() + delay)
-        self.last_error[name] = str(exc)
+        self.last_error[name] = getattr(exc, "message", "") or str(exc) or type(exc).__name__
         log.warning("flush of %s failed (attempt %d), retrying in %.1fs: %s", name, attempts + 1, delay, exc)
 
 

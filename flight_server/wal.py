@@ -99,18 +99,28 @@ class SegmentWriter:
             self._sink = pa.OSFile(os.open(self.tmp, os.O_WRONLY), "w")
         else:
             self._sink = pa.OSFile(str(self.tmp), "wb")
-        self._writer = pa.ipc.new_stream(self._sink, schema.with_metadata(meta))
+        try:
+            self._writer = pa.ipc.new_stream(self._sink, schema.with_metadata(meta))
+        except BaseException:  # e.g. a full disk: leave no pending file behind
+            self._sink.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
         self.rows = 0
         self._unsynced = 0
+        self._failed: BaseException | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
-        self.rows += batch.num_rows
-        self._unsynced += batch.nbytes
-        if self.wal.sync and self._unsynced >= EARLY_SYNC_BYTES:
-            # write back while the stream goes on, so the final fsync only has the tail left
-            os.fdatasync(self._sink.fileno())
-            self._unsynced = 0
+        try:
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+            self._unsynced += batch.nbytes
+            if self.wal.sync and self._unsynced >= EARLY_SYNC_BYTES:
+                # write back while the stream goes on, so the final fsync only has the tail left
+                os.fdatasync(self._sink.fileno())
+                self._unsynced = 0
+        except BaseException as exc:
+            self._failed = exc  # a half-written segment must never be synced and published
+            raise
 
     def mark_complete(self, batch_rows: int) -> None:
         """Write the completion marker of an all-or-nothing batch (its last segment)."""
@@ -120,6 +130,8 @@ class SegmentWriter:
 
     def sync(self) -> None:
         """Finish the stream and make its bytes durable (still invisible to replay)."""
+        if self._failed is not None:
+            raise self._failed
         self._writer.close()
         self._sink.flush()
         if self._recycled:
@@ -189,6 +201,7 @@ class WriteAheadLog:
         self.on_published: Callable[[Segment], None] | None = None
         self.on_durable: Callable[[Segment], None] | None = None
         self.on_removed: Callable[[list[int]], None] | None = None
+        self.fault: Callable[[str], None] = lambda step: None  # crash point (flight_server/faults.py)
         self._lock = threading.Lock()
         self._dir_sync = threading.Lock()
         self._renamed = 0  # renames made so far
@@ -359,11 +372,13 @@ class WriteAheadLog:
             if seqs[-1] > self._floor:
                 self._floor = seqs[-1]
                 self._write_floor(self._floor)
-        for seq in seqs:
+        for i, seq in enumerate(seqs):
             with self._lock:
                 size = self._sizes.pop(seq, 0)
                 self._bytes -= size
             self._retire(self._path(seq), size)
+            if i == 0:
+                self.fault("wal_remove")
         if self.sync:
             _fsync_dir(self.dir)
         if self.on_removed is not None:

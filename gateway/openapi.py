@@ -37,6 +37,7 @@ _ERROR_TEXT = {
     500: "Unexpected server error: logged by the server, no details in the answer.",
     501: "Not supported yet (e.g. SQL DELETE and UPDATE).",
     503: "The node or one of its dependencies is unavailable.",
+    507: "Resource exhausted: the node's WAL disk is full (writes), or the query passed query.memory_limit.",
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -253,7 +254,7 @@ PATHS: dict[str, Any] = {
         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "oneOf": [_ref("SingleWrite"), _ref("BatchWrite")]}}}},
-        "responses": {"200": _json(_ref("WriteResult")), **_errors(400, 401, 404, 413, 503)},
+        "responses": {"200": _json(_ref("WriteResult")), **_errors(400, 401, 404, 413, 503, 507)},
     }},
     "/query": {"post": {
         "tags": ["data"], "operationId": "query", "summary": "Run SQL; JSON, Arrow IPC, CSV or Parquet",
@@ -262,7 +263,7 @@ PATHS: dict[str, Any] = {
                         "schema": {"type": "string", "enum": ["json", "arrow", "csv", "parquet"]}}],
         "requestBody": _body("QueryRequest"),
         "responses": {"200": {"description": "The result", "content": _QUERY_FORMATS},
-                      **_errors(400, 401, 403, 404, 413, 499, 500, 501, 503)},
+                      **_errors(400, 401, 403, 404, 413, 499, 500, 501, 503, 507)},
     }},
     "/tables": {
         "post": {

@@ -13,6 +13,7 @@ therefore formats its traceback with an explicit limit, so the node's log keeps 
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sys
@@ -25,6 +26,8 @@ import pyarrow.flight as flight
 from clients import errors
 
 log = logging.getLogger("miniodb.flight")
+OUT_OF_MEMORY = ("the query needs more memory than the node allows (query.memory_limit); "
+                 "narrow it, or retry when fewer queries run")
 
 LOGGED_FRAMES = 64  # innermost frames of an internal error written to the node's log
 
@@ -61,7 +64,7 @@ def stream_error(exc: BaseException) -> errors.MinioDBError:
     if isinstance(exc, duckdb.InterruptException) or "INTERRUPT Error" in text:
         return errors.Cancelled("query cancelled")
     if "Out of Memory" in text:
-        return errors.Unavailable("the node is out of memory for this query; retry later or narrow it")
+        return errors.ResourceExhausted(OUT_OF_MEMORY)
     if isinstance(exc, OSError) and text.split(":")[0].endswith(" Error"):  # DuckDB, while producing rows
         return errors.InvalidRequest(text)
     return translate(exc)
@@ -79,7 +82,7 @@ def to_flight(err: errors.MinioDBError) -> Exception:
         return flight.FlightUnauthenticatedError(msg)
     if status == "PERMISSION_DENIED":
         return flight.FlightUnauthorizedError(msg)
-    if status == "UNAVAILABLE":
+    if status in ("UNAVAILABLE", "RESOURCE_EXHAUSTED"):  # pyarrow cannot send RESOURCE_EXHAUSTED
         return flight.FlightUnavailableError(msg)
     if status == "CANCELLED":
         return flight.FlightCancelledError(msg)
@@ -102,7 +105,10 @@ def translate(exc: BaseException) -> errors.MinioDBError:
                   | duckdb.ConstraintException | duckdb.PermissionException):
         return errors.InvalidRequest(str(exc).strip())
     if isinstance(exc, duckdb.OutOfMemoryException | MemoryError):
-        return errors.Unavailable("the node is out of memory for this query; retry later or narrow it")
+        return errors.ResourceExhausted(OUT_OF_MEMORY)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return errors.ResourceExhausted("the node's disk is full: writes are refused until space is freed "
+                                        "(queries still answer)")
     if isinstance(exc, pa.ArrowInvalid | pa.ArrowTypeError):
         return errors.InvalidRequest(str(exc).split("\n")[0])
     log.error("internal error: %s", "".join(traceback.format_exception(exc, limit=-LOGGED_FRAMES)).rstrip())

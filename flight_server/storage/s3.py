@@ -93,6 +93,13 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def missing_bucket(bucket: str, endpoint: str) -> str:
+    """The bucket vanished while the node runs: it is not recreated behind the operator's back
+    (an empty bucket would hide that every committed file is gone); flushes wait for it."""
+    return (f"bucket {bucket!r} does not exist at {endpoint}: the node creates its bucket only when it "
+            "starts; create or restore the bucket, and flushes resume (unflushed rows stay in the WAL)")
+
+
 def map_error(
     exc: BaseException, *, endpoint: str, bucket: str, key: str | None = None, attempts: int = 1
 ) -> MinioDBError:
@@ -102,8 +109,8 @@ def map_error(
         code = exc.code or ""
         if code == "NoSuchKey":
             return NotFound(f"object {key!r} not found in bucket {bucket!r} at {endpoint}")
-        if code == "NoSuchBucket":
-            return NotFound(f"bucket {bucket!r} does not exist at {endpoint}")
+        if code == "NoSuchBucket":  # an outage to fix, never "this object is gone"
+            return Unavailable(missing_bucket(bucket, endpoint))
         if code in AUTH_CODES:
             return Unauthenticated(
                 f"{where} rejected the credentials ({code}); check storage.minio.access_key "
@@ -290,7 +297,7 @@ class S3ObjectStore(ObjectStore):
     # -- health ----------------------------------------------------------------------------
     def check(self) -> None:
         if not self._call(self._client.bucket_exists, self.bucket):
-            raise Unavailable(f"S3 endpoint {self.endpoint} is up but bucket {self.bucket!r} does not exist")
+            raise Unavailable(missing_bucket(self.bucket, self.endpoint))
 
     def close(self) -> None:
         self._http.clear()

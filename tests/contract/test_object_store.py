@@ -302,7 +302,8 @@ def test_s3_bad_credentials_map_to_unauthenticated(code: str) -> None:
 
 def test_s3_error_mapping() -> None:
     assert isinstance(map_error(_s3_error("NoSuchKey", 404), endpoint="e:1", bucket="b", key="k"), NotFound)
-    assert isinstance(map_error(_s3_error("NoSuchBucket", 404), endpoint="e:1", bucket="b"), NotFound)
+    missing = map_error(_s3_error("NoSuchBucket", 404), endpoint="e:1", bucket="b")
+    assert isinstance(missing, Unavailable) and "bucket 'b' does not exist at e:1" in missing.message
     for code, status in (("SlowDown", 503), ("InternalError", 500), ("Whatever", 502)):
         exc = _s3_error(code, status)
         assert is_transient(exc)

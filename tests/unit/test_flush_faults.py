@@ -101,3 +101,29 @@ def test_crash_after_a_lost_reply_replays_nothing_twice(tmp_path: Path) -> None:
     replayed = again.ingestor.replay(lambda table, table_id: again.metadata.get_watermark("n1", table_id))
     assert replayed == 0  # the watermark committed with the file covers those segments
     assert again.visible_rows() == 10
+
+
+def test_a_table_dropped_by_another_node_discards_the_flush(tmp_path: Path) -> None:
+    """Only the catalog can confirm a drop: here it does (the table is gone from the metadata
+    store, as when another node dropped it), so the rows and their WAL segments go."""
+    rig = Rig(tmp_path)
+    rig.ingest(0, 10)
+    rig.metadata.inner.drop_table("t")
+    assert rig.flusher.flush_table("t").rows == 0
+    assert rig.buffers.get("t").rows == 0
+    assert rig.wal.segments() == [] and list(rig.store.list("t/")) == []
+
+
+def test_a_storage_failure_keeps_the_rows_in_buffer_and_wal(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.ingest(0, 10)
+    objects = tmp_path / "objects"
+    objects.rename(tmp_path / "objects-away")
+    objects.write_text("not a folder")  # every upload fails, for real
+    with pytest.raises(Exception):  # noqa: B017 - whatever the store raises, nothing is discarded
+        rig.flusher.flush_table("t")
+    assert rig.buffers.get("t").rows == 10 and len(rig.wal.segments()) == 1
+    objects.unlink()
+    (tmp_path / "objects-away").rename(objects)
+    assert rig.flusher.flush_table("t").rows == 10
+    assert rig.wal.segments() == [] and rig.visible_rows() == 10

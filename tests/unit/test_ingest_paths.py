@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from clients.errors import AlreadyExists, NotFound
-from flight_server.buffer import BufferEntry, BufferManager, TableBuffer
+from flight_server.buffer import BufferEntry, BufferManager
 from flight_server.catalog import Catalog
 from flight_server.ingest import Ingestor
 from flight_server.metadata.sqlite import SQLiteMetadataStore
@@ -95,21 +95,41 @@ def _entry(seq: int, rows: int) -> BufferEntry:
     return BufferEntry(seq, pa.table({"id": pa.array(range(rows), pa.int64())}), time.monotonic())
 
 
-def test_buffer_totals_follow_appends_and_swaps():
-    buf = TableBuffer("t", "id1", pa.schema([("id", pa.int64())]))
-    buf.entries.append(_entry(1, 3))
+def test_buffer_totals_follow_the_flush_life_cycle():
+    bm = BufferManager(1_000_000, 3600, 1 << 30)
+    schema = pa.schema([("id", pa.int64())])
+    buf = bm.append("t", "id1", schema, _entry(1, 3))
     assert (buf.rows, buf.pending_rows, buf.nbytes, buf.pending_bytes) == (3, 3, 24, 24)
-    buf.entries.append(_entry(2, 4))
+    bm.append("t", "id1", schema, _entry(2, 4))
     assert (buf.rows, buf.pending_rows, buf.pending_bytes) == (7, 7, 56)
-    entries, buf.entries = buf.entries, []  # a flush takes the rows ...
-    buf.flushing = entries
-    buf.entries.append(_entry(3, 1))
-    assert (buf.rows, buf.pending_rows, buf.nbytes, buf.pending_bytes) == (8, 1, 64, 8)
-    buf.entries = entries + buf.entries  # ... and puts them back when it fails
-    buf.flushing = []
-    assert (buf.rows, buf.pending_rows, buf.nbytes) == (8, 8, 64)
-    del buf.entries[-1]  # shrinking in place is counted afresh too
-    assert (buf.rows, buf.pending_bytes) == (7, 56)
+    batch = bm.take_for_flush("t")  # a flush takes the rows; they stay visible
+    assert batch.seqs == [1, 2] and batch.rows == 7
+    assert bm.take_for_flush("t") is None  # one flush per table at a time
+    bm.append("t", "id1", schema, _entry(3, 1))
+    assert (buf.rows, buf.pending_rows, buf.flushing_rows, buf.nbytes, buf.pending_bytes) == (8, 1, 7, 64, 8)
+    assert buf.visible().num_rows == 8
+    bm.put_back(batch)  # ... and puts them back, in front, when it fails
+    assert (buf.rows, buf.pending_rows, buf.flushing_rows, buf.nbytes) == (8, 8, 0, 64)
+    assert [e.seq for e in buf.entries] == [1, 2, 3]
+    bm.put_back(batch)  # settling a batch twice changes nothing
+    assert buf.rows == 8
+    batch = bm.take_for_flush("t")
+    bm.mark_committed(batch)  # committed: the rows leave the buffer
+    assert (buf.rows, buf.nbytes, buf.visible()) == (0, 0, None)
+    bm.append("t", "id1", schema, _entry(4, 2))
+    batch = bm.take_for_flush("t")
+    bm.discard_dropped(batch)
+    assert (buf.rows, buf.seqs()) == (0, [])
+
+
+def test_a_batch_of_a_replaced_incarnation_does_not_touch_the_new_buffer():
+    bm = BufferManager(1_000_000, 3600, 1 << 30)
+    schema = pa.schema([("id", pa.int64())])
+    bm.append("t", "old", schema, _entry(1, 3))
+    batch = bm.take_for_flush("t")
+    new = bm.append("t", "new", schema, _entry(2, 5))  # dropped and re-created meanwhile
+    bm.put_back(batch)
+    assert (new.rows, new.seqs()) == (5, [2])
 
 
 def test_a_stream_resolved_before_a_concurrent_evolution_keeps_the_new_columns(tmp_path):

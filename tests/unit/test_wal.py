@@ -111,3 +111,30 @@ def test_free_files_survive_a_restart_and_are_never_replayed(tmp_path):
     third = WriteAheadLog(tmp_path, recycle_bytes=1 << 30)
     assert third.segments() == [] and list(tmp_path.glob("*.tmp")) == []
     w.abort()
+
+
+def test_a_segment_whose_write_failed_is_never_published(tmp_path):
+    """A real write failure (the file size limit, EFBIG, as a full disk would give ENOSPC):
+    the half-written segment can neither be synced nor published, and abort leaves nothing."""
+    import resource
+    import signal
+
+    import pytest
+
+    wal = WriteAheadLog(tmp_path)
+    wal.append("t", "id", _t(10))
+    writer = wal.open_segment("t", "id", _t(1).schema)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(OSError):
+            writer.write(pa.record_batch({"a": list(range(100_000))}))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    with pytest.raises(OSError):
+        writer.sync()  # the stream would otherwise be closed, fsynced and renamed into place
+    writer.abort()
+    assert [s.rows for s in WriteAheadLog(tmp_path).segments()] == [10]
+    assert not list(tmp_path.glob("*.tmp"))
