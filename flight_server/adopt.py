@@ -51,7 +51,7 @@ from clients.errors import MinioDBError, NotFound, Unavailable
 
 from .catalog import Catalog
 from .config import Settings
-from .metadata.base import FileEntry, MetadataStore
+from .metadata.base import FileEntry, MetadataStore, WatermarkFenced
 from .metadata.redis import RedisMetadataStore
 from .paths import data_file_key, parse_wal_mirror_key, wal_mirror_prefix
 from .persist import ROW_GROUP_ROWS, dictionary_columns
@@ -262,10 +262,11 @@ class WalAdopter:
             if not lease.renew():
                 raise Unavailable(f"lost the adoption lease of node {dead!r} before committing")
             committing = True
-            try:
-                self.metadata.commit_files(table, table_id, [entry], watermark=(dead, max(s for s, _ in fresh)))
-            except NotFound:  # the catalog's answer: the table was dropped while adopting
-                committing = False
+            try:  # fenced: the node itself (alive after all) flushed some of these rows meanwhile
+                self.metadata.commit_files(table, table_id, [entry], watermark=(dead, max(s for s, _ in fresh)),
+                                           since=min(s for s, _ in fresh))
+            except (NotFound, WatermarkFenced):  # dropped while adopting, or committed by the node:
+                committing = False               # nothing written; the next round looks again
                 self._delete([key])
                 return 0
         except BaseException:

@@ -149,6 +149,20 @@ class TableBuffer:
         self.version += 1
         return batch
 
+    def _settle_upto(self, batch: FlushBatch, seq: int) -> list[BufferEntry]:
+        """End ``batch``: entries numbered ``seq`` or less leave, the others are pending again."""
+        if self._flushing is not batch:
+            return []
+        gone = [e for e in batch.entries if e.seq <= seq]
+        back = [e for e in batch.entries if e.seq > seq]
+        self._pending[:0] = back
+        self._pending_rows += sum(e.rows for e in back)
+        self._pending_bytes += sum(e.nbytes for e in back)
+        self._flushing = None
+        self._flushing_rows = self._flushing_bytes = 0
+        self.version += 1
+        return gone
+
     def _settle(self, batch: FlushBatch, put_back: bool) -> bool:
         """End ``batch``: its rows leave the buffer, or go back in front of the pending ones."""
         if self._flushing is not batch:
@@ -265,6 +279,16 @@ class BufferManager:
         with self._lock:
             batch.buffer._settle(batch, put_back=False)
             self.changed.notify_all()
+
+    def settle_committed_elsewhere(self, batch: FlushBatch, seq: int) -> list[BufferEntry]:
+        """The metadata store's watermark says this node's rows up to ``seq`` are in a committed
+        file already (another node adopted them from the mirrored WAL): those leave the buffer,
+        the rest are pending again. Returns the entries that left. Call it under
+        :meth:`commit_lock`."""
+        with self._lock:
+            gone = batch.buffer._settle_upto(batch, seq)
+            self.changed.notify_all()
+            return gone
 
     def discard_dropped(self, batch: FlushBatch) -> None:
         """The catalog confirmed the table was dropped or replaced: the rows must never return."""

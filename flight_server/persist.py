@@ -36,7 +36,7 @@ from .batches import batch_rows
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
-from .metadata.base import FileEntry
+from .metadata.base import FileEntry, WatermarkFenced
 from .paths import data_file_key
 from .schema import conform
 from .stats import column_stats
@@ -133,8 +133,18 @@ class Flusher:
                                   node_id=self.node_id, created_at=self._clock(), columns=tuple(schema.names))
                 with self.buffers.commit_lock(name):
                     committing = True
-                    self.metadata.commit_files(name, table_id, [entry], remove=sorted(settle),
-                                               watermark=(self.node_id, max(batch.seqs)), batches=batch_rows(batch.entries))
+                    try:
+                        # fenced: refused if this node's rows from min(seqs) on are committed already
+                        # (adopted from the mirrored WAL while this node looked dead). With an
+                        # uncertain commit pending, our own lost commit may have moved the
+                        # watermark: the settle keys resolve that case instead.
+                        self.metadata.commit_files(name, table_id, [entry], remove=sorted(settle),
+                                                   watermark=(self.node_id, max(batch.seqs)),
+                                                   batches=batch_rows(batch.entries),
+                                                   since=None if settle else min(batch.seqs))
+                    except WatermarkFenced as fenced:
+                        committing = False
+                        return self._fenced(batch, key, tmp, fenced.watermark)
                     self.faults("metadata_committed")
                     self.faults("commit_reply_lost")
                     committing = False
@@ -169,6 +179,20 @@ class Flusher:
             log.info("flushed %s: %d rows, %d bytes -> %s", name, result.rows, size, key)
             self.on_flushed(result)
             return result
+
+    def _fenced(self, batch, key: str, tmp: Path, watermark: int) -> FlushResult:
+        """Rows up to ``watermark`` were committed by another node (adoption): they leave the
+        buffer and the WAL, the uploaded object is never referenced, the rest flush again."""
+        tmp.unlink(missing_ok=True)
+        gone = self.buffers.settle_committed_elsewhere(batch, watermark)
+        self._delete_quietly([key])
+        self.wal.remove([e.seq for e in gone])  # the watermark is a durable commit of these rows
+        log.warning("flush of %s: %d rows up to WAL sequence %d were committed already by another node "
+                    "(this node's mirrored WAL was adopted); they are dropped here", batch.name,
+                    sum(e.rows for e in gone), watermark)
+        self.catalog.invalidate(batch.name)
+        self.request()
+        return FlushResult(batch.name)
 
     def _dropped(self, name: str, table_id: str) -> bool:
         """True only when the catalog itself says the table is gone or was re-created. A

@@ -9,7 +9,11 @@ Contract (checked by ``tests/contract/test_metadata_store.py`` against every bac
 * ``create_table`` is atomic and raises ``AlreadyExists``; names are unique.
 * ``commit_files`` adds and removes manifest entries, bumps the table's data version and
   records the WAL watermark of the committing node in one atomic step; it raises
-  ``NotFound`` if the table (that incarnation, by ``table_id``) no longer exists.
+  ``NotFound`` if the table (that incarnation, by ``table_id``) no longer exists. With
+  ``since=S`` it commits only if the committing node's watermark for that table is still
+  below ``S`` and raises :class:`WatermarkFenced` otherwise: rows numbered ``S`` and up were
+  committed already (by a node that adopted this node's mirrored WAL while it looked dead),
+  so they must not be committed twice.
 * ``update_table`` is a compare-and-set on ``schema_version`` (``Conflict`` if it moved).
 * ``drop_table`` removes the table, its manifest and its watermarks; it returns the
   dropped file entries so the caller can delete the objects.
@@ -32,6 +36,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
+
+from clients.errors import Conflict
 
 SNAPSHOT_FORMAT = 1
 
@@ -166,6 +172,15 @@ class NodeInfo:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+class WatermarkFenced(Conflict):
+    """``commit_files(since=S)`` found the node's watermark at ``watermark`` >= ``S``: the rows
+    up to ``watermark`` are committed already and nothing was written."""
+
+    def __init__(self, message: str, watermark: int):
+        super().__init__(message)
+        self.watermark = watermark
+
+
 class MetadataStore(abc.ABC):
     """Thread-safe catalog of one MinIODB deployment."""
 
@@ -200,9 +215,12 @@ class MetadataStore(abc.ABC):
         remove: list[str] = (),
         watermark: tuple[str, int] | None = None,
         batches: Mapping[str, int] | None = None,
+        since: int | None = None,
     ) -> int:
         """Atomically add/remove entries, bump and return the data version, set the watermark
-        and record ``batches`` (batch id -> rows) as done for ``batch_window`` seconds."""
+        and record ``batches`` (batch id -> rows) as done for ``batch_window`` seconds.
+        ``since`` (with ``watermark``): refuse with :class:`WatermarkFenced` when the stored
+        watermark of ``watermark[0]`` for this table is ``since`` or more."""
 
     @abc.abstractmethod
     def list_files(self, table: str) -> list[FileEntry]:

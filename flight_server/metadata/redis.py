@@ -65,7 +65,7 @@ from clients.errors import (
     Unavailable,
 )
 
-from .base import SNAPSHOT_FORMAT, FileEntry, MetadataStore, NodeInfo, TableInfo
+from .base import SNAPSHOT_FORMAT, FileEntry, MetadataStore, NodeInfo, TableInfo, WatermarkFenced
 from .redis_batches import COMMIT_BATCHES, RedisBatchClaims
 
 DATA_VERSION = "__data_version"
@@ -130,22 +130,25 @@ return files
 """
 
 # KEYS: ids, versions, counters, files, manifests, watermarks, batch key * n_batches
-# ARGV: name, table_id, n_add, (key, entry) * n_add, n_remove, key * n_remove, wm_field, wm_seq,
-#       batch window ms, rows * n_batches
+# ARGV: name, table_id, since (0: none), n_add, (key, entry) * n_add, n_remove, key * n_remove,
+#       wm_field, wm_seq, batch window ms, rows * n_batches
 _COMMIT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {'notfound'} end
-local i = 3
+local since = tonumber(ARGV[3])
+local i = 4
 local n_add = tonumber(ARGV[i]); i = i + 1
 local first_add = i
 i = i + 2 * n_add
 local n_remove = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n_remove do redis.call('HDEL', KEYS[4], ARGV[i]); i = i + 1 end
-for j = first_add, first_add + 2 * n_add - 1, 2 do redis.call('HSET', KEYS[4], ARGV[j], ARGV[j + 1]) end
+local first_remove = i
+i = i + n_remove
 local wm_field, wm_seq = ARGV[i], tonumber(ARGV[i + 1])
-if wm_field ~= '' then
-  local old = tonumber(redis.call('HGET', KEYS[6], wm_field) or '0') or 0
-  if wm_seq > old then redis.call('HSET', KEYS[6], wm_field, wm_seq) end
-end
+local old = 0
+if wm_field ~= '' then old = tonumber(redis.call('HGET', KEYS[6], wm_field) or '0') or 0 end
+if wm_field ~= '' and since > 0 and old >= since then return {'fenced', old} end
+for j = first_remove, first_remove + n_remove - 1 do redis.call('HDEL', KEYS[4], ARGV[j]) end
+for j = first_add, first_add + 2 * n_add - 1, 2 do redis.call('HSET', KEYS[4], ARGV[j], ARGV[j + 1]) end
+if wm_field ~= '' and wm_seq > old then redis.call('HSET', KEYS[6], wm_field, wm_seq) end
 """ + COMMIT_BATCHES + """
 local v = redis.call('HINCRBY', KEYS[3], '__data_version', 1)
 redis.call('HSET', KEYS[2], ARGV[1], v)
@@ -428,12 +431,13 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
         return sorted(entries, key=lambda f: f.key)
 
     # -- manifest ----------------------------------------------------------------------
-    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None) -> int:
+    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None) -> int:
         add = list(add)
         remove = list(remove)
         keys = [self.k_ids, self.k_versions, self.k_counters, self.k_files(table), self.k_manifests,
                 self.k_watermarks]
-        args: list[Any] = [table, table_id, len(add)]
+        fence = int(since) if since is not None and watermark is not None else 0  # WAL sequences start at 1
+        args: list[Any] = [table, table_id, fence, len(add)]
         for f in add:
             args += [f.key, orjson.dumps(f.to_json()).decode()]
         args.append(len(remove))
@@ -448,6 +452,9 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
         res = self._write(f"commit files of table {table!r}", lambda c: self._commit(keys=keys, args=args))
         if res[0] == "notfound":
             raise NotFound(f"table {table!r} not found (dropped or re-created)")
+        if res[0] == "fenced":
+            raise WatermarkFenced(f"rows of node {watermark[0]!r} in table {table!r} up to WAL sequence "
+                                  f"{int(res[1])} are committed already", int(res[1]))
         return int(res[1])
 
     def list_files(self, table: str) -> list[FileEntry]:

@@ -14,7 +14,7 @@ import orjson
 
 from clients.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, Unavailable
 
-from .base import SNAPSHOT_FORMAT, FileEntry, MetadataStore, NodeInfo, TableInfo
+from .base import SNAPSHOT_FORMAT, FileEntry, MetadataStore, NodeInfo, TableInfo, WatermarkFenced
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tables (
@@ -124,11 +124,17 @@ class SQLiteMetadataStore(MetadataStore):
         return files
 
     # -- manifest ----------------------------------------------------------------------
-    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None) -> int:
+    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None) -> int:
         with self._tx() as db:
             row = db.execute("SELECT table_id FROM tables WHERE name=?", (table,)).fetchone()
             if not row or row[0] != table_id:
                 raise NotFound(f"table {table!r} not found (dropped or re-created)")
+            if watermark is not None and since is not None:
+                old = db.execute("SELECT seq FROM watermarks WHERE node_id=? AND table_id=?",
+                                 (watermark[0], table_id)).fetchone()
+                if old and old[0] >= since:
+                    raise WatermarkFenced(f"rows of node {watermark[0]!r} in table {table!r} up to WAL "
+                                          f"sequence {old[0]} are committed already", int(old[0]))
             if remove:
                 db.executemany("DELETE FROM files WHERE table_name=? AND key=?", [(table, k) for k in remove])
             if add:

@@ -26,7 +26,14 @@ from clients.errors import (
 )
 from flight_server.config import RedisSettings, SentinelSettings
 from flight_server.metadata import load_metadata_store
-from flight_server.metadata.base import FileEntry, MetadataStore, NodeInfo, TableConfig, TableInfo
+from flight_server.metadata.base import (
+    FileEntry,
+    MetadataStore,
+    NodeInfo,
+    TableConfig,
+    TableInfo,
+    WatermarkFenced,
+)
 from flight_server.metadata.redis import RedisMetadataStore, parse_redis_url
 from flight_server.metadata.sqlite import SQLiteMetadataStore
 from tests.fixtures.services import free_port
@@ -188,6 +195,25 @@ def test_commit_to_missing_table_changes_nothing(store: MetadataStore) -> None:
     assert store.list_files("t") == [] and store.list_files("nope") == []
     assert store.data_version("t") == v
     assert store.get_watermark("n1", info.table_id) == 0
+
+
+def test_commit_fenced_by_a_watermark_writes_nothing(store: MetadataStore) -> None:
+    info = store.create_table(table("t"))
+    store.commit_files("t", info.table_id, [entry("t/adopted.parquet")], watermark=("n1", 7), since=5)
+    v = store.data_version("t")
+    # rows 6..9 of n1: 6 and 7 are committed already (e.g. adopted while n1 looked dead)
+    with pytest.raises(WatermarkFenced) as fenced:
+        store.commit_files("t", info.table_id, [entry("t/late.parquet")], watermark=("n1", 9), since=6,
+                           batches={"b-late": 4})
+    assert fenced.value.watermark == 7 and isinstance(fenced.value, Conflict)
+    assert [f.key for f in store.list_files("t")] == ["t/adopted.parquet"]
+    assert store.data_version("t") == v and store.get_watermark("n1", info.table_id) == 7
+    assert store.claim_batch("b-late", "n1", "i1", ttl=5)[0] == "claimed"  # not recorded as done
+    # the rows above the watermark commit; another node's watermark does not fence
+    store.commit_files("t", info.table_id, [entry("t/rest.parquet")], watermark=("n1", 9), since=8)
+    store.commit_files("t", info.table_id, [entry("t/n2.parquet")], watermark=("n2", 3), since=1)
+    assert [f.key for f in store.list_files("t")] == ["t/adopted.parquet", "t/n2.parquet", "t/rest.parquet"]
+    assert store.get_watermark("n1", info.table_id) == 9
 
 
 def test_watermark_is_per_node_and_incarnation_and_only_grows(store: MetadataStore) -> None:

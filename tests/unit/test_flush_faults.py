@@ -17,6 +17,7 @@ from flight_server.buffer import BufferManager
 from flight_server.cache import FileCache
 from flight_server.catalog import Catalog
 from flight_server.ingest import Ingestor
+from flight_server.metadata.base import FileEntry
 from flight_server.metadata.sqlite import SQLiteMetadataStore
 from flight_server.persist import Flusher
 from flight_server.storage import LocalObjectStore
@@ -127,3 +128,25 @@ def test_a_storage_failure_keeps_the_rows_in_buffer_and_wal(tmp_path: Path) -> N
     (tmp_path / "objects-away").rename(objects)
     assert rig.flusher.flush_table("t").rows == 10
     assert rig.wal.segments() == [] and rig.visible_rows() == 10
+
+
+def test_rows_adopted_while_the_node_looked_dead_are_not_committed_twice(tmp_path: Path) -> None:
+    """A node cut off from Redis past node_ttl looks dead; another node adopts its mirrored WAL
+    and commits those rows with this node's watermark (adopt.py). When this node flushes the
+    same rows afterwards, the commit is fenced: the adopted rows leave its buffer and WAL, the
+    rows above the watermark commit normally, and nothing is counted twice."""
+    rig = Rig(tmp_path)
+    rig.ingest(0, 10)  # WAL segment 1
+    rig.ingest(10, 5)  # WAL segment 2
+    info = rig.metadata.inner.get_table("t")
+    adopted = FileEntry(key="t/date=2026-01-01/n1-adopted.parquet", rows=10, size=1, node_id="n1")
+    rig.metadata.inner.commit_files("t", info.table_id, [adopted], watermark=("n1", 1), since=1)
+    result = rig.flusher.flush_table("t")  # fenced: segment 1 is committed already
+    assert result.rows == 0
+    assert rig.buffers.get("t").rows == 5 and len(rig.wal.segments()) == 1
+    assert [f.key for f in rig.committed()] == [adopted.key]  # the fenced upload is not referenced
+    assert rig.flusher.flush_table("t").rows == 5  # the rest commits
+    assert sorted(f.rows for f in rig.committed()) == [5, 10]
+    assert rig.buffers.get("t").rows == 0 and rig.wal.segments() == []
+    assert [o.key for o in rig.store.list("t/") if "adopted" not in o.key] == [
+        f.key for f in rig.committed() if "adopted" not in f.key]
