@@ -355,6 +355,11 @@ class BufferManager:
                 self._streams.pop(name, None)
             self.changed.notify_all()
 
+    def streaming(self, name: str) -> bool:
+        """A DoPut stream is writing into the table now."""
+        with self._lock:
+            return bool(self._streams.get(name))
+
     def wait_capacity(self, name: str, timeout: float) -> bool:
         with self._lock:
             return self.changed.wait_for(lambda: not self.over_capacity(name), timeout=timeout)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from clients.errors import AlreadyExists, InvalidRequest, NotFound, Unavailable
+from clients.errors import AlreadyExists, InvalidRequest, MinioDBError, NotFound, Unavailable
 
 from .batches import BatchLedger
 from .buffer import BufferEntry, BufferManager
@@ -126,6 +126,10 @@ class Ingestor:
 
     def resolve_for_write(self, name: str, schema: pa.Schema, mode: str) -> TableInfo:
         """The table to write ``schema`` data into, created/replaced/evolved as ``mode`` says."""
+        return self._resolve(name, schema, mode)[0]
+
+    def _resolve(self, name: str, schema: pa.Schema, mode: str) -> tuple[TableInfo, bool]:
+        """:meth:`resolve_for_write`, and whether this call created the table."""
         if mode not in MODES:
             raise InvalidRequest(f"unknown ingest mode {mode!r}; use one of {', '.join(MODES)}")
         check_table_name(name)
@@ -135,7 +139,7 @@ class Ingestor:
                 if info is not None and schema.equals(info.schema):
                     # the table's own schema (the common case): valid as it is, nothing to evolve
                     self._activate(info)
-                    return info
+                    return info, False
         incoming = normalize_schema(schema)
         with self._ddl_lock(name):
             info = self.catalog.find(name)
@@ -147,13 +151,14 @@ class Ingestor:
             if mode == "create_append" and info is None and not self.auto_create:
                 raise NotFound(f"table {name!r} not found and automatic table creation is disabled",
                                detail={"table": name})
+            existed = info is not None
             if mode == "replace" and info is not None:
                 self._drop_locked(name)
                 info = None
             if info is None:
                 info = self.catalog.create(name, incoming)
                 self._activate(info)
-                return info
+                return info, not existed  # a failed replace keeps its (empty) new table
             new_schema = evolve(info.schema, incoming)
             if not new_schema.equals(info.schema):
                 if info.config.properties.get("auto_evolve", "true").lower() == "false":
@@ -161,7 +166,7 @@ class Ingestor:
                 info = self.catalog.update_schema(info, new_schema)
                 log.info("table %s schema evolved to version %d", name, info.schema_version)
             self._activate(info)
-            return info
+            return info, False
 
     # -- ingest ------------------------------------------------------------------------
     def ingest(self, name: str, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema,
@@ -174,7 +179,36 @@ class Ingestor:
 
     def _ingest(self, name: str, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema,
                 mode: str, batch_id: str) -> IngestResult:
-        info = self.resolve_for_write(name, schema, mode)
+        info, created = self._resolve(name, schema, mode)
+        try:
+            return self._write(info, batches, batch_id)
+        except BaseException:
+            if created:
+                self._undo_create(info)
+            raise
+
+    def _undo_create(self, info: TableInfo) -> None:
+        """A stream that created its table failed before any of its rows were acknowledged: the
+        table goes too, so a failed load leaves nothing behind. Kept when anything else wrote
+        into it meanwhile (rows buffered or committed, or another stream still writing)."""
+        with self._ddl_lock(info.name):
+            current = self.catalog.find(info.name)
+            buf = self.buffers.get(info.name)
+            if current is None or current.table_id != info.table_id or (buf is not None and buf.rows):
+                return
+            if self.buffers.streaming(info.name):
+                return
+            manifest = self.catalog.manifest(info.name)
+            if manifest is not None and manifest.files:
+                return
+            try:
+                self._drop_locked(info.name)
+                log.info("table %s removed: the load that created it failed", info.name)
+            except MinioDBError as exc:  # an empty table left behind costs nothing but its name
+                log.warning("table %s created by a failed load was not removed: %s", info.name, exc)
+
+    def _write(self, info: TableInfo, batches: Iterable[pa.RecordBatch] | pa.Table,
+               batch_id: str) -> IngestResult:
         if isinstance(batches, pa.Table):
             batches = batches.to_batches()
         target = self._current_schema(info)

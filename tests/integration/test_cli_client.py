@@ -85,6 +85,12 @@ def test_python_client_aborts_upload_when_input_fails(shared_node):
         with pytest.raises(ValueError, match="boom"):
             c.ingest("aborted", pa.RecordBatchReader.from_batches(schema, batches(ValueError("boom"))))
         assert c.query("SELECT count(*) AS n FROM aborted").column("n")[0].as_py() == 1
+        # a failed load that would have created its table leaves no table behind either
+        with pytest.raises(ValueError, match="boom"):
+            c.ingest("aborted_new", pa.RecordBatchReader.from_batches(schema, batches(ValueError("boom"))))
+        assert "aborted_new" not in [t["name"] for t in c.tables()]
+        with pytest.raises(errors.NotFound):
+            c.query("SELECT count(*) FROM aborted_new")
 
 
 # -- typed reading -------------------------------------------------------------------------
