@@ -97,6 +97,7 @@ class NodeActions:
             "hot_tables": n.engine.hot.stats(),
             "query_cache": n.result_cache.stats() if n.result_cache is not None else {"enabled": False},
             "flush_errors": dict(n.flusher.last_error),
+            "wal_unreplayed_segments": dict(n.ingestor.unreplayed),  # tables the metadata store lost
             "checks": {"storage": _probe(n.store.check)},  # e.g. down: a bucket that disappeared
             "nodes": nodes,
             "storage": n.store.url if not n.store.url.startswith("s3") else n.store.url.split("@")[-1],

@@ -241,7 +241,11 @@ class WalAdopter:
         """Commit one table's segments (those above the watermark); returns rows committed."""
         info = self.catalog.find(table) if table else None
         if info is None or info.table_id != table_id:
-            return 0  # the table was dropped: its rows must not come back
+            if not table or self.metadata.was_dropped(table_id):
+                return 0  # the table was dropped: its rows must not come back
+            raise Unavailable(f"table {table!r} ({table_id}) of node {dead!r}'s mirrored WAL is unknown to the "
+                              "metadata store and was never dropped: its rows are kept until the metadata "
+                              "is restored")
         watermark = self.metadata.get_watermark(dead, table_id)
         fresh = [(seq, data) for seq, data in items if seq > watermark]
         if not fresh:

@@ -79,6 +79,7 @@ class Ingestor:
         self._ddl_guard = threading.Lock()
         # exactly-once batch ids (batches.py); the node passes one built from its settings
         self.ledger = ledger or BatchLedger(catalog.metadata, node_id)
+        self.unreplayed: dict[str, int] = {}  # "table (table_id)" -> WAL segments kept at replay (unknown table)
         self.rows_total = 0
         self.bytes_total = 0
 
@@ -401,9 +402,16 @@ class Ingestor:
         segments = self.wal.segments()
         complete = complete_batches(segments)
         finished: dict[str, int] = {}
+        unknown: dict[str, list[int]] = {}
         for seg in segments:
             info = self.catalog.find(seg.table) if seg.table else None
-            if info is None or info.table_id != seg.table_id or seg.seq <= watermark(seg.table, seg.table_id):
+            if info is None or info.table_id != seg.table_id:
+                if not seg.table or self.catalog.metadata.was_dropped(seg.table_id):
+                    stale.append(seg.seq)  # a confirmed drop: these rows must never return
+                else:  # the metadata store does not know the table: keep the rows for a restore
+                    unknown.setdefault(f"{seg.table} ({seg.table_id})", []).append(seg.seq)
+                continue
+            if seg.seq <= watermark(seg.table, seg.table_id):
                 stale.append(seg.seq)
                 continue
             if seg.batch_part and seg.batch_id not in complete:
@@ -420,6 +428,12 @@ class Ingestor:
             replayed += data.num_rows
         self.wal.remove(stale)
         self.ledger.replayed(finished)
+        for table, seqs in unknown.items():
+            log.error("WAL segments %s of table %s are kept, not replayed: the metadata store does not know "
+                      "the table and has no record of its drop (was it restored empty, or is this node "
+                      "pointed at another deployment?). Restore the metadata (miniodb restore) and restart.",
+                      seqs, table)
+        self.unreplayed = {table: len(seqs) for table, seqs in unknown.items()}
         return replayed
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clients.errors import MinioDBError
+from clients.errors import MinioDBError, NotFound, Unavailable
 
 from .batches import batch_rows
 from .buffer import BufferManager
@@ -164,6 +164,13 @@ class Flusher:
                     self._uncertain[name] = (table_id, settle | {key})
                     self.catalog.hide(name, [key])
                 self.buffers.put_back(batch)  # still in the WAL: retried, never lost
+                if isinstance(exc, NotFound):  # the store does not know the table, yet never dropped it
+                    lost = Unavailable(f"cannot flush table {name!r}: the metadata store does not know it and "
+                                       "has no record of its drop (was it restored empty, or pointed at another "
+                                       "deployment?); its rows stay in the buffer and the WAL until the metadata "
+                                       "is restored (miniodb restore)")
+                    self.last_error[name] = lost.message
+                    raise lost from exc
                 self.last_error[name] = getattr(exc, "message", "") or str(exc) or type(exc).__name__
                 raise
             self.catalog.invalidate(name)
@@ -195,14 +202,17 @@ class Flusher:
         return FlushResult(batch.name)
 
     def _dropped(self, name: str, table_id: str) -> bool:
-        """True only when the catalog itself says the table is gone or was re-created. A
-        storage error (a missing bucket or object included) or an unreachable metadata store
-        is never taken for a drop: the rows go back to the buffer and stay in the WAL."""
+        """True only when the catalog confirms that this incarnation was dropped (or replaced):
+        its tombstone exists. A storage error (a missing bucket or object included), an
+        unreachable metadata store, or one that does not know the table at all (it came back
+        empty) is never taken for a drop: the rows go back to the buffer and stay in the WAL."""
         try:
             info = self.metadata.get_table(name)
+            if info is not None and info.table_id == table_id:
+                return False
+            return self.metadata.was_dropped(table_id)
         except Exception:  # noqa: BLE001 - unknown is not a confirmed drop
             return False
-        return info is None or info.table_id != table_id
 
     def _delete_quietly(self, keys: list[str]) -> None:
         try:

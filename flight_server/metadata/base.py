@@ -16,7 +16,11 @@ Contract (checked by ``tests/contract/test_metadata_store.py`` against every bac
   so they must not be committed twice.
 * ``update_table`` is a compare-and-set on ``schema_version`` (``Conflict`` if it moved).
 * ``drop_table`` removes the table, its manifest and its watermarks; it returns the
-  dropped file entries so the caller can delete the objects.
+  dropped file entries so the caller can delete the objects. It leaves a tombstone of the
+  incarnation: ``was_dropped(table_id)`` is true only for a table that was really dropped,
+  never for one the store does not know (a metadata store that came back empty, or was
+  pointed at another deployment). Buffered rows and WAL segments are discarded only for
+  confirmed drops.
 * Batch ids (exactly-once ingest, :mod:`flight_server.batches`): ``claim_batch`` is one
   atomic check-and-set: it answers ``done`` (with the row count recorded within the
   window), ``busy`` (another node holds a live claim) or ``claimed`` (the caller owns it for
@@ -233,6 +237,10 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def get_watermark(self, node_id: str, table_id: str) -> int:
         """Highest WAL sequence of ``node_id`` persisted for the table incarnation (0: none)."""
+
+    @abc.abstractmethod
+    def was_dropped(self, table_id: str) -> bool:
+        """The table incarnation ``table_id`` was dropped (or replaced) through ``drop_table``."""
 
     # -- batch ids (exactly-once ingest) -----------------------------------------------
     batch_window: float = 86_400.0  # seconds a finished batch id is remembered (ingest.dedup_window)

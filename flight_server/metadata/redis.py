@@ -16,6 +16,7 @@ Key layout (``P`` is the configurable prefix, ``redis.prefix``; every key lives 
     P:files:{table}     hash  object key -> FileEntry JSON (HVALS: the manifest in one trip)
     P:manifests         set   table names that own a P:files:{table} hash (index, no scans)
     P:watermarks        hash  "node_id|table_id" -> highest persisted WAL sequence
+    P:dropped           hash  table_id -> name: tombstones of dropped incarnations (was_dropped)
     P:counters          hash  counter name -> value ("__data_version" is the global version)
     P:nodes             hash  node id -> NodeInfo JSON
     P:nodes:expiry      zset  node id -> expiry time (heartbeat time + TTL)
@@ -119,6 +120,7 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 if id then
+  redis.call('HSET', KEYS[7], id, ARGV[1])
   local suffix = '|' .. id
   local fields = redis.call('HKEYS', KEYS[6])
   for i = 1, #fields do
@@ -240,6 +242,7 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
         self.prefix = p
         self.k_tables, self.k_ids, self.k_versions = f"{p}:tables", f"{p}:ids", f"{p}:versions"
         self.k_manifests, self.k_watermarks, self.k_counters = f"{p}:manifests", f"{p}:watermarks", f"{p}:counters"
+        self.k_dropped = f"{p}:dropped"  # table_id -> name: tombstones of dropped incarnations
         self.k_nodes, self.k_expiry = f"{p}:nodes", f"{p}:nodes:expiry"
         self.k_sync = f"{p}:sync"  # replication marker written before WAIT
         self._create = client.register_script(_CREATE)
@@ -418,7 +421,7 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
 
     def drop_table(self, name: str) -> list[FileEntry]:
         keys = [self.k_tables, self.k_ids, self.k_versions, self.k_files(name), self.k_manifests,
-                self.k_watermarks]
+                self.k_watermarks, self.k_dropped]
         res = self._write(f"drop table {name!r}", lambda c: self._drop(keys=keys, args=[name]))
         if res[0] == "notfound":
             raise NotFound(f"table {name!r} not found")
@@ -471,6 +474,10 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
             return int(raw) if raw is not None else 0
         except ValueError as exc:
             raise Internal(f"corrupt metadata: the data version of table {table!r} is not a number") from exc
+
+    def was_dropped(self, table_id: str) -> bool:
+        with self._guard("read a table tombstone"):
+            return bool(self._r.hexists(self.k_dropped, table_id))
 
     def get_watermark(self, node_id: str, table_id: str) -> int:
         with self._guard("read a WAL watermark"):

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY, state TEXT NOT NULL, rows INTEGER NOT NULL DEFAULT 0,
     node_id TEXT NOT NULL DEFAULT '', incarnation TEXT NOT NULL DEFAULT '', expires_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS batches_expiry ON batches(expires_at);
+CREATE TABLE IF NOT EXISTS dropped (table_id TEXT PRIMARY KEY, name TEXT NOT NULL, dropped_at REAL NOT NULL);
 """
 
 
@@ -121,7 +122,12 @@ class SQLiteMetadataStore(MetadataStore):
             db.execute("DELETE FROM files WHERE table_name=?", (name,))
             db.execute("DELETE FROM watermarks WHERE table_id=?", (row[0],))
             db.execute("DELETE FROM tables WHERE name=?", (name,))
+            db.execute("INSERT OR REPLACE INTO dropped(table_id, name, dropped_at) VALUES (?,?,?)",
+                       (row[0], name, self._clock()))
         return files
+
+    def was_dropped(self, table_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM dropped WHERE table_id=?", (table_id,)))
 
     # -- manifest ----------------------------------------------------------------------
     def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None) -> int:

@@ -197,6 +197,15 @@ def test_commit_to_missing_table_changes_nothing(store: MetadataStore) -> None:
     assert store.get_watermark("n1", info.table_id) == 0
 
 
+def test_a_drop_leaves_a_tombstone_an_unknown_table_has_none(store: MetadataStore) -> None:
+    old = store.create_table(table("t"))
+    assert not store.was_dropped(old.table_id)
+    store.drop_table("t")
+    new = store.create_table(table("t"))  # replaced: same name, new incarnation
+    assert store.was_dropped(old.table_id) and not store.was_dropped(new.table_id)
+    assert not store.was_dropped("never-seen")  # unknown is not dropped (a store that lost its data)
+
+
 def test_commit_fenced_by_a_watermark_writes_nothing(store: MetadataStore) -> None:
     info = store.create_table(table("t"))
     store.commit_files("t", info.table_id, [entry("t/adopted.parquet")], watermark=("n1", 7), since=5)

@@ -106,3 +106,43 @@ def test_a_missing_bucket_refuses_flushes_and_loses_no_row(node_factory, redis_s
     n.kill()
     n.start()
     assert counts(n.client(), "o") == (250, 250)
+
+
+def test_a_metadata_store_that_comes_back_empty_loses_no_row(node_factory, redis_server, redis_prefix,
+                                                            moto_server, s3_bucket) -> None:
+    """The metadata side of the same bug: Redis restarted without its data (or the node pointed
+    at an empty one) no longer knows the table. That is not a drop (no tombstone), so the flush
+    refuses, the WAL keeps the rows across kill -9, and a metadata restore brings them all back."""
+    from clients import protocol
+
+    env = server_mode_env(moto_server, s3_bucket, redis_server, redis_prefix, SERVER_NODE_ID="meta-node",
+                          BUFFER_FLUSH_INTERVAL="3600")
+    n = node_factory(env=env, name="meta")
+    c = n.client()
+    c.ingest("m", rows(0, 100))
+    assert c.flush()["rows"] == 100
+    c.action(protocol.ACTION_BACKUP_METADATA)
+    assert c.ingest("m", rows(100, 50)) == 50  # acknowledged, buffered
+
+    r = redis_server.client()
+    wiped = [k for k in r.scan_iter(f"{redis_prefix}:*")]
+    assert wiped
+    r.delete(*wiped)  # the metadata store comes back empty
+    with pytest.raises(errors.Unavailable) as err:
+        c.flush()
+    assert "does not know it" in err.value.message
+    assert c.status()["buffers"]["m"]["rows"] == 50
+
+    n.kill()
+    n.start()  # replay keeps the segments of the unknown table instead of discarding them
+    c = n.client()
+    assert sum(c.status()["wal_unreplayed_segments"].values()) >= 1
+    restored = c.action(protocol.ACTION_RESTORE_METADATA, {"from_latest": True})
+    assert restored
+    n.terminate()
+    n.start()
+    c = n.client()
+    assert counts(c, "m") == (150, 150)
+    assert c.status()["wal_unreplayed_segments"] == {}
+    wait_until(lambda: flushed_everything(c), what="the recovered rows flushed")
+    assert counts(c, "m") == (150, 150)
