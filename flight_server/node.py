@@ -261,8 +261,9 @@ class Node:
         except MinioDBError as exc:
             self.metrics.errors.labels(code=exc.code).inc()
             raise
-        self.metrics.ingest_rows.labels(table=result.table).inc(result.rows)
-        self.metrics.ingest_bytes.labels(table=result.table).inc(result.bytes)
+        if not result.duplicate:  # a retried batch id was applied once, and counted then
+            self.metrics.ingest_rows.labels(table=result.table).inc(result.rows)
+            self.metrics.ingest_bytes.labels(table=result.table).inc(result.bytes)
         log.debug("ingest %s: %d rows, %d bytes in %.1f ms", result.table, result.rows, result.bytes,
                   (time.perf_counter() - started) * 1000)
         return result

@@ -73,6 +73,8 @@ def test_a_retry_after_flush_and_restart_is_applied_once(node):
         assert c.ingest("eo", data, batch_id="flight-1") == 1000
         assert c.ingest("eo", data, batch_id="flight-1") == 1000  # a plain retry
         assert c.flush()["rows"] == 1000
+    metrics = httpx.get(f"{node.metrics}/metrics", timeout=30).text
+    assert 'miniodb_ingest_rows_total{table="eo"} 1000.0' in metrics  # the retry is not counted again
     node.restart()
     with node.client() as c:
         assert c.ingest("eo", data, batch_id="flight-1") == 1000  # the id comes from the metadata store
