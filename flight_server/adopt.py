@@ -51,6 +51,7 @@ from clients.errors import MinioDBError, NotFound, Unavailable
 
 from .catalog import Catalog
 from .config import Settings
+from .ingest import complete_batches
 from .metadata.base import FileEntry, MetadataStore, WatermarkFenced
 from .metadata.redis import RedisMetadataStore
 from .paths import data_file_key, parse_wal_mirror_key, wal_mirror_prefix
@@ -58,7 +59,7 @@ from .persist import ROW_GROUP_ROWS, dictionary_columns
 from .schema import conform
 from .stats import column_stats
 from .storage.base import ObjectStore
-from .wal import META_TABLE, META_TABLE_ID, WriteAheadLog
+from .wal import Segment, WriteAheadLog, parse_segment
 from .wal_mirror import WalMirror, unpack_mirror_object
 
 log = logging.getLogger("miniodb.adopt")
@@ -203,7 +204,7 @@ class WalAdopter:
         try:
             if dead in {n.node_id for n in self.metadata.live_nodes()}:
                 return 0
-            groups: dict[tuple[str, str], list[tuple[int, pa.Table]]] = defaultdict(list)
+            found: list[tuple[Segment, pa.Table]] = []
             keys = []
             for obj in self.store.list(wal_mirror_prefix(dead)):
                 parsed = parse_wal_mirror_key(obj.key)
@@ -216,15 +217,19 @@ class WalAdopter:
                 keys.append(obj.key)
                 for seq, raw in parts:
                     try:
-                        reader = pa.ipc.open_stream(pa.py_buffer(raw))
-                        meta = reader.schema.metadata or {}
-                        data = reader.read_all()
+                        found.append(parse_segment(seq, raw))
                     except (pa.ArrowInvalid, OSError):
                         # never an acknowledged segment: those are uploaded whole before the ack
                         # and their files stay untouched until persisted (this was a persisted one)
                         continue
-                    table, table_id = meta.get(META_TABLE, b"").decode(), meta.get(META_TABLE_ID, b"").decode()
-                    groups[(table, table_id)].append((seq, data))
+            # all-or-nothing batches (exactly-once ids): only whole ones, as replay does; an
+            # incomplete one was never acknowledged, and its retry applies it whole
+            complete = complete_batches([seg for seg, _ in found])
+            groups: dict[tuple[str, str], list[tuple[int, pa.Table, str]]] = defaultdict(list)
+            for seg, data in found:
+                if seg.batch_part and seg.batch_id not in complete:
+                    continue
+                groups[(seg.table, seg.table_id)].append((seg.seq, data, seg.batch_id))
             rows = 0
             for (table, table_id), items in sorted(groups.items()):
                 rows += self._adopt_table(dead, table, table_id, sorted(items, key=lambda i: i[0]), lease)
@@ -247,10 +252,14 @@ class WalAdopter:
                               "metadata store and was never dropped: its rows are kept until the metadata "
                               "is restored")
         watermark = self.metadata.get_watermark(dead, table_id)
-        fresh = [(seq, data) for seq, data in items if seq > watermark]
+        fresh = [(seq, data, batch_id) for seq, data, batch_id in items if seq > watermark]
         if not fresh:
             return 0
-        data = pa.concat_tables([conform(d, info.schema) for _, d in fresh])
+        data = pa.concat_tables([conform(d, info.schema) for _, d, _ in fresh])
+        ids: dict[str, int] = {}  # the dead node's batch ids, recorded with the file as its own flush would
+        for _, d, batch_id in fresh:
+            if batch_id:
+                ids[batch_id] = ids.get(batch_id, 0) + d.num_rows
         tmp = self.tmp_dir / f"adopt-{uuid.uuid4().hex}.parquet"
         key = None
         committing = False
@@ -267,8 +276,8 @@ class WalAdopter:
                 raise Unavailable(f"lost the adoption lease of node {dead!r} before committing")
             committing = True
             try:  # fenced: the node itself (alive after all) flushed some of these rows meanwhile
-                self.metadata.commit_files(table, table_id, [entry], watermark=(dead, max(s for s, _ in fresh)),
-                                           since=min(s for s, _ in fresh))
+                self.metadata.commit_files(table, table_id, [entry], watermark=(dead, max(s for s, _, _ in fresh)),
+                                           since=min(s for s, _, _ in fresh), batches=ids)
             except (NotFound, WatermarkFenced):  # dropped while adopting, or committed by the node:
                 committing = False               # nothing written; the next round looks again
                 self._delete([key])

@@ -189,6 +189,36 @@ def _count_rows(reader: pa.ipc.RecordBatchStreamReader) -> tuple[int, int | None
             marker = int(custom[META_BATCH_ROWS])
 
 
+_WAL_KEYS = {META_TABLE, META_TABLE_ID, META_BATCH_ID, META_BATCH_PART, b"miniodb.seq"}
+
+
+def _user_data(table: pa.Table) -> pa.Table:
+    """A segment's rows with the WAL's own schema metadata removed."""
+    meta = {k: v for k, v in (table.schema.metadata or {}).items() if k not in _WAL_KEYS}
+    return table.replace_schema_metadata(meta or None)
+
+
+def parse_segment(seq: int, raw: bytes) -> tuple[Segment, pa.Table]:
+    """A segment's description and rows from its bytes (e.g. a copy in the object store);
+    ``path`` is empty. Raises ``pa.ArrowInvalid``/``OSError`` for a torn segment."""
+    reader = pa.ipc.open_stream(pa.py_buffer(raw))
+    meta = reader.schema.metadata or {}
+    parts, marker = [], None
+    while True:
+        try:
+            batch, custom = reader.read_next_batch_with_custom_metadata()
+        except StopIteration:
+            break
+        parts.append(batch)
+        if custom is not None and META_BATCH_ROWS in custom:
+            marker = int(custom[META_BATCH_ROWS])
+    data = pa.Table.from_batches(parts, schema=reader.schema)
+    seg = Segment(seq, Path(), meta.get(META_TABLE, b"").decode(), meta.get(META_TABLE_ID, b"").decode(),
+                  data.num_rows, len(raw), meta.get(META_BATCH_ID, b"").decode(),
+                  batch_part=META_BATCH_PART in meta, batch_rows=marker)
+    return seg, _user_data(data)
+
+
 class WriteAheadLog:
     def __init__(self, directory: str | Path, sync: bool = True, recycle_bytes: int = 0):
         self.dir = Path(directory)
@@ -358,9 +388,7 @@ class WriteAheadLog:
     def read(segment: Segment) -> pa.Table:
         with pa.OSFile(str(segment.path), "rb") as src:
             table = pa.ipc.open_stream(src).read_all()
-        wal_keys = {META_TABLE, META_TABLE_ID, META_BATCH_ID, META_BATCH_PART, b"miniodb.seq"}
-        meta = {k: v for k, v in (table.schema.metadata or {}).items() if k not in wal_keys}
-        return table.replace_schema_metadata(meta or None)
+        return _user_data(table)
 
     # -- truncate ----------------------------------------------------------------------
     def remove(self, seqs: Iterable[int]) -> None:

@@ -237,3 +237,35 @@ def test_the_segments_of_a_dropped_table_are_not_adopted(tmp_path, redis_server,
     assert adopter.scan_once() == 0
     assert meta.list_files("t") == [] and mirrored(store, "dead") == []
     meta.close()
+
+
+@pytest.mark.redis
+def test_adoption_takes_whole_batches_only_and_records_their_ids(tmp_path, redis_server, redis_prefix) -> None:
+    """An all-or-nothing batch (exactly-once id) is adopted whole or not at all, as replay does,
+    and its id is recorded with the file, so the client's retry on a live node is not applied twice."""
+    store = LocalObjectStore(tmp_path / "objects")
+    meta = load_metadata_store(redis_server.url, settings=RedisSettings(
+        host="127.0.0.1", port=redis_server.port, prefix=redis_prefix, socket_timeout=2.0))
+    catalog = Catalog(meta)
+    info = catalog.create("t", DATA.schema)
+    dead = WriteAheadLog(tmp_path / "wal-dead")
+
+    def part(batch_id: str, start: int, complete_rows: int | None) -> None:
+        w = dead.open_segment("t", info.table_id, DATA.schema, batch_id, atomic=True)
+        w.write(pa.record_batch([pa.array(range(start, start + 10), pa.int64())], schema=DATA.schema))
+        if complete_rows is not None:
+            w.mark_complete(complete_rows)
+        w.commit()
+
+    part("whole", 0, None)
+    part("whole", 10, 20)  # two segments, the last with the completion marker
+    part("torn", 100, None)  # the node died before this batch's last segment: never acknowledged
+    dead.append("t", info.table_id, pa.table({"id": pa.array(range(200, 205), pa.int64())}))  # no id
+    WalMirror(store, "dead").reconcile(dead)
+    adopter = WalAdopter("live", meta, catalog, store, node_ttl=2.0, tmp_dir=tmp_path / "tmp")
+    assert adopter.scan_once() == 25
+    adopted = pq.read_table(pa.BufferReader(store.get_bytes(meta.list_files("t")[0].key)))
+    assert sorted(adopted.column("id").to_pylist()) == [*range(20), *range(200, 205)]
+    assert meta.claim_batch("whole", "live", "i1", ttl=5) == ("done", 20, "")
+    assert meta.claim_batch("torn", "live", "i1", ttl=5)[0] == "claimed"  # its retry applies it whole
+    meta.close()
