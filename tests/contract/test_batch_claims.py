@@ -16,7 +16,6 @@ from tests.contract.test_metadata_store import FakeClock, entry, table
 from tests.fixtures.helpers import wait_until
 
 store = contract.store  # the same fixtures: every backend
-clock = contract.clock
 
 
 def expire(store: MetadataStore, clock: FakeClock, batch_id: str, seconds: float) -> None:
