@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import itertools
 import re
-import signal
-import subprocess
 
 import httpx
 import orjson
@@ -33,12 +31,7 @@ def gw_node(tmp_path_factory):
                     env={"MINIODB_SERVER_MAX_REQUEST_BYTES": str(MAX_BODY)})
     n.start()
     yield n
-    if n.proc is not None and n.proc.poll() is None:
-        n.proc.send_signal(signal.SIGTERM)
-        try:
-            n.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            n.kill()
+    n.stop()
 
 
 @pytest.fixture(scope="module")

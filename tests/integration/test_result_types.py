@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,12 +89,7 @@ def types_node(tmp_path_factory):
     n = NodeProcess(tmp_path_factory.mktemp("types") / "node")
     n.start()
     yield n
-    if n.proc is not None and n.proc.poll() is None:
-        n.proc.send_signal(signal.SIGTERM)
-        try:
-            n.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            n.kill()
+    n.stop()
 
 
 @pytest.fixture(scope="module")
