@@ -30,7 +30,7 @@ _SAME = (
     exp.Sum, exp.Min, exp.Max, exp.LogicalAnd, exp.LogicalOr,
     exp.BitwiseAndAgg, exp.BitwiseOrAgg, exp.BitwiseXorAgg,
 )
-_COUNTS = (exp.Count, exp.CountIf)
+_COUNTS = (exp.Count,)
 _VARIANCES = {
     exp.Stddev: ("samp", True), exp.StddevSamp: ("samp", True), exp.StddevPop: ("pop", True),
     exp.Variance: ("samp", False), exp.VariancePop: ("pop", False),
@@ -157,6 +157,8 @@ class _Partials:
             if isinstance(agg, _COUNTS):
                 col = self._partial(call.copy(), "cnt")
                 return _cast(exp.func("COALESCE", exp.Sum(this=col), exp.Literal.number(0)), typ)
+            if isinstance(agg, exp.CountIf):  # NULL (not 0) over no rows, like SUM
+                return _cast(exp.Sum(this=self._partial(call.copy(), "cnt")), typ)
             if isinstance(agg, _SAME):
                 _single_argument(agg)
                 col = self._partial(call.copy(), "part")

@@ -158,6 +158,8 @@ def _resolve_order(ordered: exp.Ordered, select: exp.Select, schema: pa.Schema) 
     items = select.expressions
     position = int_literal(key)
     if position is not None:
+        if len(items) == 1 and isinstance(items[0], exp.Star) and not any(items[0].args.values()):
+            items = [quoted_column(c) for c in schema.names]  # plain SELECT *: schema order
         if not 1 <= position <= len(items) or any(isinstance(i, exp.Star) for i in items):
             raise Unsupported("ORDER BY position")
         ordered.set("this", items[position - 1].unalias().copy())
