@@ -115,7 +115,8 @@ def plan_rows(tree: exp.Expression, refs: TableRefs, schemas) -> tuple[list, str
         filters = [_occurrence_filter(occ, refs, schemas) for occ in occs]
         where = None
         if all(f is not None for f in filters):
-            where = filters[0] if len(filters) == 1 else exp.or_(*[exp.paren(f) for f in filters])
+            unique = [f for i, f in enumerate(filters) if f not in filters[:i]]
+            where = unique[0] if len(unique) == 1 else exp.or_(*[exp.paren(f) for f in unique])
         query = _projection(needed[name], exp.Table(this=exp.to_identifier(refs.names[name], quoted=True)))
         if where is not None:
             query = query.where(where)
@@ -220,18 +221,51 @@ def _occurrence_filter(occ: Occurrence, refs: TableRefs, schemas) -> exp.Express
     found = []
     where = select.args.get("where")
     if where is not None and not null_supplied:
-        found += [c for c in conjuncts(where.this) if _only_this(c, occ, schemas)]
+        found += _implied(where.this, occ, schemas)
     if isinstance(parent, exp.Join) and (parent.args.get("side") or "").upper() in ("", "LEFT"):
-        found += [c for c in conjuncts(parent.args.get("on")) if _only_this(c, occ, schemas)]
-    if not found:
-        return None
+        found += _implied(parent.args.get("on"), occ, schemas)
+    return _conjunction(found)
+
+
+def _implied(condition: exp.Expression | None, occ: Occurrence, schemas) -> list[exp.Expression]:
+    """Conditions on this table alone that `condition` implies: its own conjuncts, and for a
+    conjunct `A OR B` whose every branch restricts this table, the OR of those restrictions."""
+    out = []
+    for conjunct in conjuncts(condition):
+        if _only_this(conjunct, occ, schemas):
+            out.append(conjunct)
+        elif isinstance(_unparen(conjunct), exp.Or):
+            branches = [_conjunction(_implied(b, occ, schemas)) for b in _disjuncts(conjunct)]
+            if branches and all(b is not None for b in branches):
+                out.append(exp.or_(*[exp.paren(b) for b in branches]))
+    return out
+
+
+def _conjunction(found: list[exp.Expression]) -> exp.Expression | None:
     pushed = []
     for conjunct in found:
         conjunct = conjunct.copy()
         for column in conjunct.find_all(exp.Column):
             column.set("table", None)
-        pushed.append(exp.paren(conjunct) if isinstance(conjunct, exp.Or) else conjunct)
+        conjunct = exp.paren(conjunct) if isinstance(conjunct, exp.Or) else conjunct
+        if conjunct not in pushed:
+            pushed.append(conjunct)
+    if not pushed:
+        return None
     return exp.and_(*pushed) if len(pushed) > 1 else pushed[0]
+
+
+def _unparen(node: exp.Expression) -> exp.Expression:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _disjuncts(condition: exp.Expression) -> list[exp.Expression]:
+    condition = _unparen(condition)
+    if isinstance(condition, exp.Or):
+        return _disjuncts(condition.this) + _disjuncts(condition.expression)
+    return [condition]
 
 
 def _only_this(condition: exp.Expression, occ: Occurrence, schemas) -> bool:

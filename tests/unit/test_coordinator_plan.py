@@ -33,13 +33,12 @@ def run_single(sql: str, data: dict[str, pa.Table]) -> pa.Table:
 
 def run_plan(p: DistributedPlan, data: dict[str, pa.Table], rng: random.Random, parts: int = 3) -> pa.Table:
     pieces = {name: split(table, parts, rng) for name, table in data.items()}
-    merge = duckdb.connect()
+    peer, merge = duckdb.connect(), duckdb.connect()
     for frag in p.fragments:
         partials = []
         for piece in pieces[frag.table]:
-            con = duckdb.connect()
-            con.register(frag.table, piece)
-            partials.append(con.sql(frag.sql).to_arrow_table())
+            peer.register(frag.table, piece)  # replaces the previous part
+            partials.append(peer.sql(frag.sql).to_arrow_table())
         merge.register(frag.alias, pa.concat_tables(partials))
     return merge.sql(p.merge_sql).to_arrow_table()
 
