@@ -61,7 +61,11 @@ def plan(sql: str, tables: Mapping[str, pa.Schema]) -> DistributedPlan:
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    result = _plan(sql, tables)
+    try:
+        result = _plan(sql, tables)
+    except Exception as exc:  # noqa: BLE001 - planning never fails a query: run it as today
+        log.warning("distributed planning failed; running the statement locally", exc_info=True)
+        result = local_plan(sql, f"planner error: {type(exc).__name__}")
     with _cache_lock:
         _cache[key] = result
         while len(_cache) > _CACHE_SIZE:
@@ -95,7 +99,7 @@ def _plan(sql: str, tables: Mapping[str, pa.Schema]) -> DistributedPlan:
         return local_plan(sql, str(exc))
     if not refs.occurrences:
         return local_plan(sql, "no base tables")
-    checker = _Checker(schemas)
+    checker = _Checker({name: schemas[name] for name in refs.names})
     try:
         return _choose(sql, tree, refs, schemas, checker)
     finally:

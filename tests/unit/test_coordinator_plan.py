@@ -13,6 +13,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 import sqlglot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flight_server.coordinator.plan import DistributedPlan, plan
 
@@ -261,3 +263,12 @@ def test_random_aggregate_queries(seed):
     if keys:
         sql += f" GROUP BY {', '.join(keys)}"
     check(sql, DATA, "aggregate")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), parts=st.integers(1, 5),
+       sql=st.sampled_from([AGGREGATES[2], AGGREGATES[4], AGGREGATES[7], AGGREGATES[11], TOPN[0], ROWS[0]]))
+def test_any_split_gives_the_single_node_answer(seed, parts, sql):
+    p = plan(sql, {name: t.schema for name, t in DATA.items()})
+    got = run_plan(p, DATA, random.Random(seed), parts=parts)
+    assert_same(got, run_single(sql, DATA), _ordered(sql))
