@@ -71,7 +71,7 @@ def plan_aggregate(
     calls = _calls(sel)
     source = exp.Table(this=exp.to_identifier(table, quoted=True))
     if calls:
-        probe = exp.select(*[exp.alias_(c.copy(), f"a{i}") for i, c in enumerate(calls)]).from_(source.copy())
+        probe = _select(*[exp.alias_(c.copy(), f"a{i}") for i, c in enumerate(calls)]).from_(source.copy(), copy=False)
         types = [t for _, t in describe(probe.sql(DIALECT))]
     else:
         types = []
@@ -99,9 +99,9 @@ def plan_aggregate(
         body = sub(item.this if isinstance(item, exp.Alias) else item)
         items.append(exp.alias_(_cast(body, typ), exp.to_identifier(name, quoted=True)))
 
-    merge = exp.select(*items).from_(builder.merge_source())
+    merge = _select(*items).from_(builder.merge_source(), copy=False)
     if keys:
-        merge = merge.group_by(*[quoted_column(f"__g{i}") for i in range(len(keys))])
+        merge = merge.group_by(*[quoted_column(f"__g{i}") for i in range(len(keys))], copy=False)
     having = sel.args.get("having")
     if having is not None:
         merge.set("having", exp.Having(this=sub(having.this)))
@@ -118,12 +118,12 @@ def plan_aggregate(
         if sel.args.get(arg) is not None:
             merge.set(arg, sel.args[arg])
 
-    frag = exp.select(*builder.fragment_items()).from_(source)
+    frag = _select(*builder.fragment_items()).from_(source, copy=False)
     if where is not None:
-        frag = frag.where(where.this)
+        frag = frag.where(where.this, copy=False)
     group_exprs = [k.copy() for k in keys] + [d.copy() for d in builder.distinct]
     if group_exprs:
-        frag = frag.group_by(*group_exprs)
+        frag = frag.group_by(*group_exprs, copy=False)
     return [(table, frag.sql(DIALECT))], merge.sql(DIALECT)
 
 
@@ -217,7 +217,7 @@ class _Partials:
     def merge_source(self) -> exp.Expression:
         if not self.windows:
             return exp.Table(this=exp.to_identifier("__frag_0"))
-        inner = exp.select(exp.Star(), *self.windows).from_("__frag_0")
+        inner = _select(exp.Star(), *self.windows).from_("__frag_0", copy=False)
         return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__merge")))
 
 
@@ -303,3 +303,7 @@ def _template(sql: str, **columns: exp.Expression) -> exp.Expression:
         if column.name in columns:
             column.replace(columns[column.name].copy())
     return tree
+
+
+def _select(*items: exp.Expression) -> exp.Select:
+    return exp.Select().select(*items, copy=False)

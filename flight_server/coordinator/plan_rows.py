@@ -119,7 +119,7 @@ def plan_rows(tree: exp.Expression, refs: TableRefs, schemas) -> tuple[list, str
             where = unique[0] if len(unique) == 1 else exp.or_(*[exp.paren(f) for f in unique])
         query = _projection(needed[name], exp.Table(this=exp.to_identifier(refs.names[name], quoted=True)))
         if where is not None:
-            query = query.where(where)
+            query = query.where(where, copy=False)
         fragments.append((refs.names[name], query.sql(DIALECT)))
         for occ in occs:
             aliases[id(occ.node)] = alias
@@ -144,10 +144,10 @@ def plan_topn(select: exp.Select, refs: TableRefs, schemas) -> tuple[list, str]:
         source.set("alias", exp.TableAlias(this=exp.to_identifier(occ.node.alias)))
     query = _projection(needed_columns(select, refs, schemas)[occ.name], source)
     if where is not None:
-        query = query.where(where.this.copy())
+        query = query.where(where.this.copy(), copy=False)
     if order is not None:
-        query = query.order_by(*[_resolve_order(o, select, schemas[occ.name]) for o in order.expressions])
-    query = query.limit(count + offset)
+        query = query.order_by(*[_resolve_order(o, select, schemas[occ.name]) for o in order.expressions], copy=False)
+    query = query.limit(count + offset, copy=False)
     fragments = [(refs.names[occ.name], query.sql(DIALECT))]
     return fragments, replaced_sql(select, refs, {id(occ.node): "__frag_0"})
 
@@ -176,7 +176,7 @@ def _resolve_order(ordered: exp.Ordered, select: exp.Select, schema: pa.Schema) 
 
 def _projection(columns: list[str], source: exp.Table) -> exp.Select:
     items = [quoted_column(c) for c in columns] or [exp.alias_(exp.true(), "__row", quoted=True)]
-    return exp.select(*items).from_(source)
+    return _select(*items).from_(source, copy=False)
 
 
 def replaced_sql(tree: exp.Expression, refs: TableRefs, aliases: dict[int, str]) -> str:
@@ -309,3 +309,7 @@ def _unambiguous(name: str, occ: Occurrence, schemas) -> bool:
         else:
             return False
     return True
+
+
+def _select(*items: exp.Expression) -> exp.Select:
+    return exp.Select().select(*items, copy=False)

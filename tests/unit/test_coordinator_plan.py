@@ -141,6 +141,9 @@ AGGREGATES = [
     "SELECT DISTINCT h, count(*) > 0 AS any FROM t GROUP BY h",
     "SELECT g FROM t GROUP BY g",
     "SELECT sum(v) FROM t WHERE v > 100000",
+    "SELECT G, COUNT(*) FROM T GROUP BY G",
+    "SELECT q.g, count(*) FROM t AS q WHERE q.v > 0 GROUP BY q.g ORDER BY q.g",
+    "FROM t SELECT count(*), max(id)",
 ]
 
 
@@ -196,6 +199,10 @@ ROWS = [
     "SELECT * FROM t NATURAL JOIN u",
     "SELECT x.a, x.b FROM u AS x (a, b) WHERE x.a > 10",
     "SELECT id, label FROM t FULL OUTER JOIN u USING (id) WHERE label IS NULL OR v IS NULL",
+    "WITH t AS (SELECT * FROM t WHERE v > 0) SELECT count(*) FROM t",
+    "SELECT count(*) FROM t, range(3) r",
+    "SELECT u.id FROM u LEFT JOIN t ON u.id = t.id WHERE t.v IS NULL",
+    "SELECT count(*) FROM t a JOIN t b ON a.id = b.id WHERE (a.g = 'a' AND b.h = 1) OR (a.g = 'b' AND b.h = 2)",
 ]
 
 
