@@ -82,9 +82,9 @@ def needed_columns(tree: exp.Expression, refs: TableRefs, schemas) -> dict[str, 
     by_ref = {occ.ref: occ.name for occ in refs.occurrences}
     for node in tree.walk():
         if isinstance(node, exp.Star) and isinstance(node.parent, (exp.Select, exp.Column)):
-            everything.update(by_ref.values())
+            everything.update(_star_tables(node, refs))
         elif isinstance(node, exp.Columns):
-            everything.update(by_ref.values())
+            everything.update(_star_tables(node, refs))
         elif isinstance(node, exp.Column):
             parts = [p.name.lower() for p in node.parts]
             names.update(parts)
@@ -103,6 +103,17 @@ def needed_columns(tree: exp.Expression, refs: TableRefs, schemas) -> dict[str, 
         columns = schemas[name].names
         out[name] = list(columns) if name in everything else [c for c in columns if c.lower() in names]
     return out
+
+
+def _star_tables(star: exp.Expression, refs: TableRefs) -> set[str]:
+    """The base tables a `*` / COLUMNS(...) expands over: those of its own SELECT's scope (nothing
+    for `EXISTS (SELECT * ...)`; every table when the SELECT cannot be told)."""
+    select = star.find_ancestor(exp.Select)
+    if select is None:
+        return {occ.name for occ in refs.occurrences}
+    if isinstance(select.parent, exp.Exists) and star.parent is select:
+        return set()
+    return {occ.name for occ in refs.occurrences if occ.scope.expression is select}
 
 
 def plan_rows(tree: exp.Expression, refs: TableRefs, schemas) -> tuple[list, str]:

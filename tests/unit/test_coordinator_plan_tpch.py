@@ -64,3 +64,9 @@ def test_tpch_rows_fragments_push_filters_and_projections(tpch):
     frags = {f.table: f.sql for f in p.fragments}
     assert "BUILDING" in frags["customer"]
     assert "l_comment" not in frags["lineitem"] and "l_shipdate" in frags["lineitem"]
+
+
+def test_star_in_exists_reads_no_extra_columns(tpch):
+    p = plan(QUERIES[21], {name: t.schema for name, t in tpch.items()})
+    frags = {f.table: f.sql for f in p.fragments}
+    assert "l_comment" not in frags["lineitem"] and "o_comment" not in frags["orders"]
