@@ -17,6 +17,6 @@ WORKLOADS: dict[str, Callable] = {
     "memory": memory.run,
     "security": security.run,  # auth/TLS off vs on (four nodes of its own); not in "all"
     "cache": security.run_cache,  # result cache hits, in the node and through ADBC; not in "all"
-    "mirror": mirror.run,  # wal.mirror off vs on (two nodes of its own); not in "all"
+    "mirror": mirror.run,  # wal.mirror off vs on (two nodes of its own)
 }
-ALL = ("ingest", "export", "query", "latency", "rest", "memory")
+ALL = ("ingest", "export", "query", "latency", "rest", "memory", "mirror")
