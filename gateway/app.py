@@ -46,6 +46,7 @@ from clients.errors import InvalidRequest, MinioDBError, NotFound, PayloadTooLar
 from clients.flight import Client, stats_http_headers, to_params
 
 from . import convert, output
+from .console import console_routes
 from .docs import render_docs
 from .openapi import openapi_document
 
@@ -506,7 +507,7 @@ def create_app(config: GatewayConfig | None = None, **kwargs) -> Starlette:
         Route(f"{p}/health", api(gw.health), methods=["GET"]),
         Route(f"{p}/openapi.json", api(gw.openapi), methods=["GET"]),
         Route(f"{p}/docs", api(gw.docs), methods=["GET"]),
-        Route("/", api(gw.root), methods=["GET"]),
+        *console_routes(gw.version, api),  # GET / and /console/* (gateway/console.py)
         Route(f"{p}/status", api(gw.status), methods=["GET"]),
         Route(f"{p}/data", api(gw.write), methods=["POST"]),
         Route(f"{p}/query", api(gw.query), methods=["POST"]),
