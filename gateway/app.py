@@ -507,7 +507,7 @@ def create_app(config: GatewayConfig | None = None, **kwargs) -> Starlette:
         Route(f"{p}/health", api(gw.health), methods=["GET"]),
         Route(f"{p}/openapi.json", api(gw.openapi), methods=["GET"]),
         Route(f"{p}/docs", api(gw.docs), methods=["GET"]),
-        *console_routes(gw.version, api),  # GET / and /console/* (gateway/console.py)
+        *console_routes(gw, api, p),  # GET / and /console/* (gateway/console.py)
         Route(f"{p}/status", api(gw.status), methods=["GET"]),
         Route(f"{p}/data", api(gw.write), methods=["POST"]),
         Route(f"{p}/query", api(gw.query), methods=["POST"]),

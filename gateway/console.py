@@ -10,18 +10,23 @@ served without credentials; when the node requires a key every API call answers 
 page asks for one (kept in ``sessionStorage`` only, sent as ``Authorization: Bearer``).
 
 Cancel: the console aborts its fetch; the gateway then closes the Flight stream of the
-result, which cancels the query on the node (``system.queries`` shows it ``cancelled``).
+result, which cancels the query on the node (``system.queries`` shows it ``cancelled``). The
+Queries page cancels any running query by its id: ``POST /api/v1/queries/{query_id}/cancel``
+(the node's ``cancel_query`` action; 404 when that query is not running there).
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from clients.errors import NotFound
+from clients import protocol
+from clients.errors import InvalidRequest, NotFound
 
 ASSET_DIR = "console"
 # the only files served: name -> media type (no path from the URL ever reaches the file system)
@@ -73,8 +78,27 @@ class Console:
                         headers={"cache-control": "no-cache", "x-content-type-options": "nosniff"})
 
 
-def console_routes(version: str, wrap) -> list[Route]:
-    """``GET /`` and ``GET /console/<asset>``; ``wrap`` is the gateway's error wrapper."""
-    c = Console(version)
+QUERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def cancel_handler(gateway):
+    """``POST /api/v1/queries/{query_id}/cancel``: stop a running query of ``system.queries``
+    (the node's ``cancel_query`` action, sent with the caller's credentials)."""
+
+    async def cancel(request: Request) -> Response:
+        query_id = request.path_params["query_id"]
+        if not QUERY_ID.match(query_id):
+            raise InvalidRequest(f"invalid query id {query_id!r}")
+        res = await gateway.action(request, protocol.ACTION_CANCEL_QUERY_ID, {"query_id": query_id})
+        return Response(orjson.dumps({"ok": True, **(res or {})}), media_type="application/json")
+
+    return cancel
+
+
+def console_routes(gateway, wrap, prefix: str = "/api/v1") -> list[Route]:
+    """``GET /``, ``GET /console/<asset>`` and the query cancel route; ``wrap`` is the
+    gateway's error wrapper (one JSON error body, never a stack trace)."""
+    c = Console(gateway.version)
     return [Route("/", wrap(c.page), methods=["GET"]),
-            Route("/console/{name:path}", wrap(c.asset), methods=["GET"])]
+            Route("/console/{name:path}", wrap(c.asset), methods=["GET"]),
+            Route(prefix + "/queries/{query_id}/cancel", wrap(cancel_handler(gateway)), methods=["POST"])]

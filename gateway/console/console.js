@@ -92,6 +92,10 @@ const MC = (() => {
     return res.rows.map((r) => Object.fromEntries(names.map((n, i) => [n, r[i]])));
   }
 
+  async function cancelQuery(id) {
+    return json("/queries/" + encodeURIComponent(id) + "/cancel", { method: "POST" });
+  }
+
   function notice(message) {
     const n = document.getElementById("notice");
     n.textContent = message || "";
@@ -162,5 +166,5 @@ const MC = (() => {
     setTimeout(route, 0);  // after every page script registered itself
   });
 
-  return { el, request, json, sql, headers, notice, listTable, register, fmtBytes, fmtNum, fmtTime, ApiError };
+  return { el, request, json, sql, cancelQuery, headers, notice, listTable, register, fmtBytes, fmtNum, fmtTime, ApiError };
 })();

@@ -152,7 +152,16 @@
       { key: "query_id", label: "Query id" },
     ];
     const running = rows.filter((q) => q.status === "running" && !mine(q));
-    $("queries-running").replaceChildren(MC.listTable(cols, running));
+    const stop = { label: "Action", render: (q) => {
+      const b = el("button", { type: "button", "aria-label": "Cancel query " + q.query_id, text: "Cancel" });
+      b.addEventListener("click", async () => {
+        b.disabled = true;
+        try { await MC.cancelQuery(q.query_id); } catch (e) { MC.notice("cancel failed: " + e.message); }
+        await loadQueries();
+      });
+      return b;
+    } };
+    $("queries-running").replaceChildren(MC.listTable([stop, ...cols], running));
     $("queries-recent").replaceChildren(MC.listTable(cols, rows.filter((q) => q.status !== "running"), rows.length + " recent statements on this node"));
   }
 

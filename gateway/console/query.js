@@ -174,6 +174,7 @@ const Chart = (() => {
 (() => {
   const HISTORY = "miniodb.history", HISTORY_MAX = 50;
   let controller = null;  // AbortController of the running query
+  let runningId = null;   // its query id (x-miniodb-query-id), once the node answered
   let result = null;      // the last Arrow table
   const $ = (id) => document.getElementById(id);
 
@@ -190,7 +191,7 @@ const Chart = (() => {
   function fillHistory() {
     const sel = $("history");
     sel.replaceChildren(MC.el("option", { value: "", text: "(recent queries)" }),
-      history().map((s, i) => MC.el("option", { value: String(i), text: s.replace(/\s+/g, " ").slice(0, 80) })));
+      ...history().map((s, i) => MC.el("option", { value: String(i), text: s.replace(/\s+/g, " ").slice(0, 80) })));
   }
 
   function setRunning(on) {
@@ -267,6 +268,7 @@ const Chart = (() => {
       const resp = await MC.request("/query?format=arrow", { method: "POST", body: JSON.stringify(b), signal: controller.signal,
                                                             headers: { "Content-Type": "application/json" } });
       showStats(resp);
+      runningId = resp.headers.get("x-miniodb-query-id");
       const bytes = await readAll(resp, (n) => { $("query-status").textContent = `Receiving... ${MC.fmtBytes(n)}`; });
       result = Arrow.tableFromIPC(bytes);
       const ms = performance.now() - started;
@@ -284,12 +286,17 @@ const Chart = (() => {
       }
     } finally {
       controller = null;
+      runningId = null;
       setRunning(false);
     }
   }
 
+  // stop the node's query by id (when the node has answered already), then drop the fetch: the
+  // gateway closes the Flight stream of an aborted request too, so the node stops either way
   function cancel() {
-    if (controller) controller.abort();  // the gateway closes the Flight stream: the node cancels the query
+    if (!controller) return;
+    if (runningId) MC.cancelQuery(runningId).catch(() => {});
+    controller.abort();
   }
 
   async function download(fmt) {
