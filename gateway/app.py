@@ -38,7 +38,7 @@ from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from clients import errors, protocol
@@ -288,9 +288,6 @@ class Gateway:
         if self._docs is None:
             self._docs = render_docs(openapi_document(self.version), f"{PREFIX}/openapi.json")
         return HTMLResponse(self._docs)
-
-    async def root(self, request: Request) -> Response:
-        return RedirectResponse(f"{PREFIX}/docs", status_code=307)
 
     async def status(self, request: Request) -> Response:
         st = await self.action(request, protocol.ACTION_STATUS)
