@@ -23,6 +23,16 @@ const Grid = (() => {
     if (D.isDate(type)) return (v) => new Date(v).toISOString().slice(0, 10);
     if (D.isDecimal(type)) return (v) => { try { return decimalText(v, type.scale); } catch (e) { return String(v); } };
     if (D.isBinary(type) || D.isFixedSizeBinary(type)) return (v) => v.length + " bytes";
+    const perSecond = [1, 1e3, 1e6, 1e9][type.unit];  // Time and Duration values count in their unit
+    if (D.isDuration(type)) return (v) => Number(v) / perSecond + " s";
+    if (D.isTime(type)) {
+      return (v) => {
+        const secs = Number(v) / perSecond;
+        const hms = new Date(Math.floor(secs) * 1000).toISOString().slice(11, 19);
+        const frac = secs % 1 ? (secs % 1).toFixed(6).slice(1).replace(/0+$/, "") : "";
+        return hms + frac;
+      };
+    }
     return (v) => {
       if (typeof v === "bigint") return v.toString();
       if (v !== null && typeof v === "object") {

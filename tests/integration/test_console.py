@@ -120,6 +120,17 @@ def test_query_shows_rows_in_a_virtualised_grid(page, console_node, tmp_path):
     shot(page, tmp_path, "chart")
 
 
+def test_the_grid_shows_each_type_as_text(page, console_node):
+    page.goto(console_node.rest + "/")
+    run_sql(page, "SELECT 12.34::DECIMAL(10,2) AS d, -0.05::DECIMAL(10,2) AS dn, [1, 2] AS l, "
+                  "{'a': 1, 'b': 'x'} AS s, DATE '2024-01-02' AS dt, TIMESTAMPTZ '2024-01-02 03:04:05+00' AS ts, "
+                  "'ab'::BLOB AS bl, INTERVAL 90 MINUTE AS iv, NULL AS n, TIME '10:00:00.25' AS t")
+    expect(page.locator("#query-status")).to_contain_text("1 rows in")
+    assert page.locator("#result-grid tbody td").all_inner_texts() == [
+        "1", "12.34", "-0.05", "[1,2]", '{"a":1,"b":"x"}', "2024-01-02", "2024-01-02T03:04:05.000Z", "2 bytes",
+        "5400 s", "NULL", "10:00:00.25"]
+
+
 def test_downloads_csv_and_parquet(page, console_node, tmp_path):
     page.goto(console_node.rest + "/")
     page.fill("#sql", "SELECT id, city FROM trips WHERE id < 5 ORDER BY id")
