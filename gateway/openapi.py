@@ -296,6 +296,11 @@ PATHS: dict[str, Any] = {
         "requestBody": _body("FlushRequest", required=False),
         "responses": {"200": _json(_ref("Object")), **_errors(400, 401, 404, 503)},
     }},
+    "/cluster": {"get": {
+        "tags": ["service"], "operationId": "cluster",
+        "summary": "Every node: health, role, buffers, WAL bytes, last heartbeat, version (peers asked over Flight)",
+        "responses": {"200": _json(_ref("Object")), **_errors(401, 503)},
+    }},
     "/queries/{query_id}/cancel": {"post": {
         "tags": ["operations"], "operationId": "cancelQuery",
         "summary": "Cancel a running query (its query_id in system.queries, X-MinIODB-Query-Id)",

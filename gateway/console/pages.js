@@ -91,42 +91,32 @@
 
   // -- Cluster -------------------------------------------------------------------------
   async function loadCluster() {
-    const [st, health] = await Promise.all([
-      MC.json("/status"),
-      fetch("/api/v1/health", { headers: MC.headers() }).then((r) => r.json()).catch(() => ({ status: "down" })),
-    ]);
-    const self = st.node || {};
-    const bufRows = Object.values(st.buffers || {}).reduce((a, b) => a + (b.rows || 0), 0);
-    const bufBytes = Object.values(st.buffers || {}).reduce((a, b) => a + (b.bytes || 0), 0);
-    const nodes = (st.nodes || []).filter((n) => n.node_id);
-    if (!nodes.some((n) => n.node_id === self.node_id)) nodes.unshift(self);
+    const [cl, st] = await Promise.all([MC.json("/cluster"), MC.json("/status")]);
     const now = Date.now();
+    const badge = (h) => el("span", { class: "badge " + (h === "ok" ? "up" : "down"), text: h });
     $("cluster-nodes").replaceChildren(MC.listTable([
       { key: "node_id", label: "Node" },
-      { label: "Health", render: (n) => {
-          const up = n.node_id === self.node_id ? health.status === "ok" : true;  // listed = heartbeat within the TTL
-          return el("span", { class: "badge " + (up ? "up" : "down"), text: n.node_id === self.node_id ? health.status : "live" });
-        } },
-      { label: "Role", render: (n) => (n.node_id === self.node_id ? "coordinator (serves this console)" : "peer") },
-      { label: "Buffered rows", num: true, render: (n) => (n.node_id === self.node_id ? MC.fmtNum(bufRows) : "(on that node)") },
-      { label: "Buffer bytes", num: true, render: (n) => (n.node_id === self.node_id ? MC.fmtBytes(bufBytes) : "") },
-      { label: "WAL bytes", num: true, render: (n) => (n.node_id === self.node_id ? MC.fmtBytes(st.wal_bytes) : "") },
+      { label: "Health", render: (n) => (n.error ? el("span", {}, badge(n.health), " ", n.error) : badge(n.health)) },
+      { label: "Role", render: (n) => (n.role === "coordinator" ? "coordinator (serves this console)" : n.role) },
+      { label: "Buffered rows", num: true, render: (n) => MC.fmtNum(n.buffered_rows) },
+      { label: "Buffer bytes", num: true, render: (n) => MC.fmtBytes(n.buffer_bytes) },
+      { label: "WAL bytes", num: true, render: (n) => MC.fmtBytes(n.wal_bytes) },
       { label: "Last heartbeat", render: (n) => n.last_seen
           ? `${MC.fmtTime(n.last_seen)} (${Math.max(0, Math.round((now - Date.parse(n.last_seen)) / 1000))} s ago)` : "" },
       { key: "version", label: "Version" },
       { key: "flight_uri", label: "Flight" },
       { label: "REST", render: (n) => (n.rest_uri ? el("a", { href: n.rest_uri, text: n.rest_uri }) : "") },
-    ], nodes, nodes.length + " nodes"));
-    const checks = Object.assign({}, health.checks || {}, st.checks || {});
+    ], cl.nodes, cl.nodes.length + " nodes"));
+    const self = st.node || {};
     $("cluster-self").replaceChildren(
       MC.listTable([{ key: "k", label: "Check" }, { key: "v", label: "State" }],
-                   Object.entries(checks).map(([k, v]) => ({ k, v: String(v) }))),
+                   Object.entries(st.checks || {}).map(([k, v]) => ({ k, v: String(v) }))),
       MC.listTable([{ key: "table", label: "Buffer" }, { label: "Rows", num: true, render: (b) => MC.fmtNum(b.rows) },
                     { label: "Bytes", num: true, render: (b) => MC.fmtBytes(b.bytes) },
                     { label: "Flushing rows", num: true, render: (b) => MC.fmtNum(b.flushing_rows) }],
                    Object.entries(st.buffers || {}).map(([table, b]) => Object.assign({ table }, b)), "buffers"),
-      el("p", { class: "hint", text: `storage ${st.storage || ""}; metadata ${st.metadata || ""}; uptime ` +
-                                      `${Math.round(self.uptime_seconds || 0)} s` }));
+      el("p", { class: "hint", text: `node ${self.node_id || ""}; storage ${st.storage || ""}; metadata ` +
+                                      `${st.metadata || ""}; uptime ${Math.round(self.uptime_seconds || 0)} s` }));
     $("cluster-updated").textContent = "updated " + new Date().toLocaleTimeString();
   }
 

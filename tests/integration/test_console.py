@@ -232,10 +232,13 @@ def test_tables_page_browse_a_table_and_flush_it(page, console_node, tmp_path):
 @pytest.mark.s3
 def test_cluster_page_shows_two_nodes(page, tmp_path, node_factory, redis_server, redis_prefix, moto_server,
                                       s3_bucket):
-    env = server_mode_env(moto_server, s3_bucket, redis_server, redis_prefix)
+    env = server_mode_env(moto_server, s3_bucket, redis_server, redis_prefix, BUFFER_FLUSH_INTERVAL="3600")
     a = node_factory(env={**env, "MINIODB_SERVER_NODE_ID": "node-a"}, name="a")
-    node_factory(env={**env, "MINIODB_SERVER_NODE_ID": "node-b"}, name="b")
+    b = node_factory(env={**env, "MINIODB_SERVER_NODE_ID": "node-b"}, name="b")
+    with b.client() as cb:
+        cb.ingest("events", pa.table({"k": [4, 5]}))  # buffered on B: the page asks B itself
     with a.client() as c:
+        version = c.health()["version"]
         c.ingest("events", pa.table({"k": [1, 2, 3]}))
         wait_until(lambda: {n.get("node_id") for n in c.status()["nodes"]} == {"node-a", "node-b"}, timeout=30,
                    what="both nodes registered")
@@ -244,11 +247,14 @@ def test_cluster_page_shows_two_nodes(page, tmp_path, node_factory, redis_server
     expect(nodes).to_contain_text("2 nodes")
     a_row = nodes.locator("tbody tr", has_text="node-a")
     b_row = nodes.locator("tbody tr", has_text="node-b")
-    expect(a_row).to_contain_text("coordinator")
-    expect(a_row).to_contain_text("ok")
-    expect(b_row).to_contain_text("peer")
-    expect(b_row).to_contain_text("live")
-    expect(b_row).to_contain_text("s ago")
+    expect(a_row.locator("td").nth(2)).to_have_text("coordinator (serves this console)")
+    expect(b_row.locator("td").nth(2)).to_have_text("peer")
+    for row, buffered in ((a_row, "3"), (b_row, "2")):
+        expect(row.locator("td").nth(1)).to_have_text("ok")  # health
+        expect(row.locator("td").nth(3)).to_have_text(buffered)  # buffered rows
+        expect(row.locator("td").nth(5)).not_to_have_text("0 B")  # WAL bytes
+        expect(row.locator("td").nth(6)).to_contain_text("s ago")  # last heartbeat
+        expect(row.locator("td").nth(7)).to_have_text(version)
     expect(page.locator("#cluster-self")).to_contain_text("events")  # this node's buffers
     before = page.locator("#cluster-updated").inner_text()
     expect(page.locator("#cluster-updated")).not_to_have_text(before, timeout=20_000)  # refreshes by itself
