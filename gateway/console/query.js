@@ -52,7 +52,7 @@ const Grid = (() => {
     const total = table.numRows;
     const box = MC.el("div", { class: "grid", tabindex: "0", role: "region",
                                "aria-label": (opts.label || "Result") + ": " + total + " rows; scroll with the arrow keys" });
-    const tbl = MC.el("table", { role: "grid", "aria-rowcount": String(total + 1), "aria-colcount": String(cols.length + 1) });
+    const tbl = MC.el("table", { "aria-rowcount": String(total + 1), "aria-colcount": String(cols.length + 1) });
     const colgroup = MC.el("colgroup", {}, MC.el("col", { width: "70" }), cols.map(() => MC.el("col", { width: "170" })));
     const head = MC.el("thead", {}, MC.el("tr", { "aria-rowindex": "1" },
       MC.el("th", { class: "rn", scope: "col", text: "#" }),
