@@ -24,13 +24,19 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test system-deps
 
-## redis-server comes from apt when it is missing (CI runs as root on a fresh machine)
+## redis-server and chromium come from apt when they are missing (CI runs as root on a fresh machine)
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo "installing redis-server with apt"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
 		$$SUDO systemctl stop redis-server >/dev/null 2>&1 || true; \
+	}
+# the web console's browser tests drive Debian's chromium (Playwright, executable_path; no `playwright install`)
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium with apt"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	}
 
 serve: install

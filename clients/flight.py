@@ -345,6 +345,11 @@ class Client:
             raise errors.Internal("the node answered CancelFlightInfo with no result")
         return protocol.decode(protocol.flight_pb2.CancelFlightInfoResult, results[0].body.to_pybytes()).status
 
+    def cancel_query(self, query_id: str) -> dict:
+        """Stop the running query ``query_id`` (a ``system.queries`` id) on the node it runs on;
+        :class:`~clients.errors.NotFound` when it is not running there."""
+        return self.action(protocol.ACTION_CANCEL_QUERY_ID, {"query_id": query_id})
+
     def execute(self, sql: str, params: Any = None) -> int:
         """Run DDL/DML (CREATE/DROP TABLE, INSERT); with ``params``, once per row. Rows affected."""
         if params is None:

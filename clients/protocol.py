@@ -43,6 +43,7 @@ __all__ = [
     "ACTION_CREATE_PREPARED_SUBSTRAIT_PLAN",
     "ACTION_CREATE_TABLE",
     "ACTION_DESCRIBE_TABLE",
+    "ACTION_CANCEL_QUERY_ID",
     "ACTION_DROP_TABLE",
     "ACTION_END_SAVEPOINT",
     "ACTION_END_TRANSACTION",
@@ -213,6 +214,7 @@ ACTION_CREATE_TABLE: Final = "create_table"
 ACTION_DROP_TABLE: Final = "drop_table"
 ACTION_LIST_TABLES: Final = "list_tables"
 ACTION_DESCRIBE_TABLE: Final = "describe_table"
+ACTION_CANCEL_QUERY_ID: Final = "cancel_query"  # {"query_id"}: a query of system.queries, on this node
 
 FLIGHT_SQL_ACTIONS: Final = frozenset(
     {
@@ -246,6 +248,7 @@ CUSTOM_ACTIONS: Final = frozenset(
         ACTION_DROP_TABLE,
         ACTION_LIST_TABLES,
         ACTION_DESCRIBE_TABLE,
+        ACTION_CANCEL_QUERY_ID,
     }
 )
 

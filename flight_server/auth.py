@@ -277,14 +277,17 @@ class RestAuth:
 
     def __init__(self, app, keys: ApiKeys, open_paths: Sequence[str] = (
             "/api/v1/health", "/api/v1/docs", "/api/v1/openapi.json", "/"),
-                 on_failure: Callable[[], None] = lambda: None):
+                 on_failure: Callable[[], None] = lambda: None,
+                 open_prefixes: tuple[str, ...] = ("/console/",)):  # the web console's static assets
         self.app = app
         self.keys = keys
         self.open_paths = frozenset(p.rstrip("/") for p in open_paths)
+        self.open_prefixes = open_prefixes
         self.on_failure = on_failure
 
     async def __call__(self, scope, receive, send):
-        if scope.get("type") != "http" or scope.get("path", "").rstrip("/") in self.open_paths:
+        path = scope.get("path", "")
+        if scope.get("type") != "http" or path.rstrip("/") in self.open_paths or path.startswith(self.open_prefixes):
             await self.app(scope, receive, send)
             return
         header = None

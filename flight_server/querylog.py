@@ -103,7 +103,8 @@ class QueryRecord:
         with self._lock:
             if self.status != RUNNING:
                 return
-            self.status, self.error_code = FAILED, code
+            # interrupted by a cancel (CancelFlightInfo, cancel_query): cancelled, not failed
+            self.status, self.error_code = (CANCELLED if code == "cancelled" else FAILED), code
             self.duration_ms = (time.perf_counter() - self._t0) * 1000
             self._hooks = []
 

@@ -38,7 +38,7 @@ from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from clients import errors, protocol
@@ -46,6 +46,7 @@ from clients.errors import InvalidRequest, MinioDBError, NotFound, PayloadTooLar
 from clients.flight import Client, stats_http_headers, to_params
 
 from . import convert, output
+from .console import console_routes
 from .docs import render_docs
 from .openapi import openapi_document
 
@@ -288,9 +289,6 @@ class Gateway:
             self._docs = render_docs(openapi_document(self.version), f"{PREFIX}/openapi.json")
         return HTMLResponse(self._docs)
 
-    async def root(self, request: Request) -> Response:
-        return RedirectResponse(f"{PREFIX}/docs", status_code=307)
-
     async def status(self, request: Request) -> Response:
         st = await self.action(request, protocol.ACTION_STATUS)
         return JSONResponse({"ok": True, **st})
@@ -506,7 +504,7 @@ def create_app(config: GatewayConfig | None = None, **kwargs) -> Starlette:
         Route(f"{p}/health", api(gw.health), methods=["GET"]),
         Route(f"{p}/openapi.json", api(gw.openapi), methods=["GET"]),
         Route(f"{p}/docs", api(gw.docs), methods=["GET"]),
-        Route("/", api(gw.root), methods=["GET"]),
+        *console_routes(gw, api, p),  # GET / and /console/* (gateway/console.py)
         Route(f"{p}/status", api(gw.status), methods=["GET"]),
         Route(f"{p}/data", api(gw.write), methods=["POST"]),
         Route(f"{p}/query", api(gw.query), methods=["POST"]),

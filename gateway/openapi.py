@@ -296,6 +296,18 @@ PATHS: dict[str, Any] = {
         "requestBody": _body("FlushRequest", required=False),
         "responses": {"200": _json(_ref("Object")), **_errors(400, 401, 404, 503)},
     }},
+    "/cluster": {"get": {
+        "tags": ["service"], "operationId": "cluster",
+        "summary": "Every node: health, role, buffers, WAL bytes, last heartbeat, version (peers asked over Flight)",
+        "responses": {"200": _json(_ref("Object")), **_errors(401, 503)},
+    }},
+    "/queries/{query_id}/cancel": {"post": {
+        "tags": ["operations"], "operationId": "cancelQuery",
+        "summary": "Cancel a running query (its query_id in system.queries, X-MinIODB-Query-Id)",
+        "parameters": [{"name": "query_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}],
+        "responses": {"200": _json(_ref("Object")), **_errors(400, 401, 404, 503)},
+    }},
     "/metadata/backup": {"post": {
         "tags": ["metadata"], "operationId": "backupMetadata", "summary": "Write a metadata backup now",
         "responses": {"201": _json(_ref("Object")), **_errors(400, 401, 503)},

@@ -99,6 +99,8 @@ def translate(exc: BaseException) -> errors.MinioDBError:
         return exc
     if isinstance(exc, duckdb.InterruptException):
         return errors.Cancelled("query cancelled")
+    if isinstance(exc, OSError | pa.ArrowException) and "INTERRUPT Error" in str(exc).split("\n")[0]:
+        return errors.Cancelled("query cancelled")  # DuckDB's reader, interrupted while streaming
     if isinstance(exc, duckdb.ParserException | duckdb.BinderException | duckdb.CatalogException
                   | duckdb.ConversionException | duckdb.InvalidInputException | duckdb.SyntaxException
                   | duckdb.TypeMismatchException | duckdb.OutOfRangeException | duckdb.NotImplementedException

@@ -134,6 +134,14 @@ class PendingResults:
             result.interrupt()
         return flight_pb2.CANCEL_STATUS_CANCELLED
 
+    def cancel_query(self, query_id: str) -> bool:
+        """Cancel the pending or streaming query whose ``system.queries`` id is ``query_id``;
+        False if none is (it finished, or it still executes in GetFlightInfo)."""
+        with self._lock:
+            handles = [h for h, (_, ex) in self._items.items() if _query_id(ex) == query_id]
+            handles += [h for h, r in self._running.items() if _query_id(r) == query_id]
+        return any([self.cancel(h) == flight_pb2.CANCEL_STATUS_CANCELLED for h in handles])
+
     def _remember_locked(self, handle: str, outcome: str, keep: bool) -> None:
         if keep and self._outcome.get(handle) == self.CANCELLED:
             return
@@ -159,3 +167,9 @@ class PendingResults:
             r.close()
         for r in running:
             r.interrupt()
+
+
+def _query_id(result: Any) -> str | None:
+    """The query log id of a pending Execution or a streaming QueryResult."""
+    result = getattr(result, "first", result)
+    return getattr(getattr(result, "record", None), "query_id", None)

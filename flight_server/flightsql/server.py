@@ -121,6 +121,8 @@ class MinioFlightServer(StatementHandlers, CatalogHandlers, flight.FlightServerB
                 raise InvalidRequest(f"action {kind!r}: body is not valid JSON") from exc
             if not isinstance(args, dict):
                 raise InvalidRequest(f"action {kind!r}: body must be a JSON object")
+            if kind == protocol.ACTION_CANCEL_QUERY_ID:  # the results live here, not in the node
+                return self.do_action_cancel_query_id(context, args)
             result = self.node.action(kind, args)
             return [flight.Result(pa.py_buffer(protocol.dumps(result)))]
         if kind in protocol.FLIGHT_SQL_ACTIONS:

@@ -266,6 +266,16 @@ class StatementHandlers:
         result = flight_pb2.CancelFlightInfoResult(status=self._cancel(req.info))
         return [flight.Result(pa.py_buffer(result.SerializeToString()))]
 
+    def do_action_cancel_query_id(self, context, args: dict):
+        """``cancel_query {"query_id"}``: stop a running query named by its ``system.queries`` id."""
+        query_id = args.get("query_id")
+        if not isinstance(query_id, str) or not query_id:
+            raise InvalidRequest("cancel_query needs 'query_id' (a query id of system.queries)")
+        if not self.pending.cancel_query(query_id):
+            raise NotFound(f"no running query {query_id!r} on this node (it finished, or it is still "
+                           "executing before its first result)")
+        return [flight.Result(pa.py_buffer(protocol.dumps({"query_id": query_id, "cancelled": True})))]
+
     def do_action_cancel_query(self, context, req):
         info = protocol.decode(flight_pb2.FlightInfo, req.info)
         status = self._cancel(info)

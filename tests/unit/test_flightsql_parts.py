@@ -260,3 +260,25 @@ def test_quiet_tracebacks_hold_for_handlers_and_stream_generators(monkeypatch):
     finally:
         client.close()
         server.shutdown()
+
+
+def test_cancel_a_query_by_its_query_log_id():
+    from types import SimpleNamespace
+
+    from flight_server.flightsql.results import Execution, PendingResults
+
+    pending = PendingResults()
+    waiting = _Result(_reader([]))
+    waiting.record = SimpleNamespace(query_id="q-waiting")
+    streaming = _Result(_reader([]))
+    streaming.record = SimpleNamespace(query_id="q-streaming")
+    interrupted: list[str] = []
+    streaming.interrupt = lambda: interrupted.append("q-streaming")
+    h1 = pending.put(Execution("a", waiting))
+    pending.running("h2", streaming)
+    assert pending.cancel_query("q-unknown") is False
+    assert pending.cancel_query("q-waiting") is True  # waiting for its DoGet: released, never run
+    assert waiting.closed == 1 and pending.outcome(h1) == PendingResults.CANCELLED
+    assert pending.cancel_query("q-streaming") is True and interrupted == ["q-streaming"]
+    pending.finished("h2")  # the stream ended (cancelled): nothing left to cancel
+    assert pending.cancel_query("q-streaming") is False
