@@ -388,10 +388,11 @@ def _env_files(env: Mapping[str, str], known: Mapping[str, type]) -> dict[str, A
 
 # MINIODB_* names that are not node settings: the client commands' (clients/cli.py, bench),
 # the standalone gateway's, the test suite's, and what Kubernetes injects for a Service named
-# "miniodb" (MINIODB_PORT, MINIODB_PORT_8080_TCP_ADDR, MINIODB_SERVICE_HOST, ...).
+# "miniodb" (MINIODB_PORT, MINIODB_PORT_8080_TCP_ADDR, MINIODB_SERVICE_HOST, ...), and
+# deploy/haproxy/haproxy.cfg's (MINIODB_LB_*, MINIODB_BACKEND_*).
 ENV_OTHERS = frozenset({"MINIODB_URI", "MINIODB_TOKEN", "MINIODB_USERNAME", "MINIODB_PASSWORD"})
 ENV_OTHER_PREFIXES = ("MINIODB_TLS_", "MINIODB_GATEWAY_", "MINIODB_PORT", "MINIODB_SERVICE_", "MINIODB_TEST_",
-                      "MINIODB_FUZZ_", "MINIODB_BENCH_")
+                      "MINIODB_FUZZ_", "MINIODB_BENCH_", "MINIODB_LB_", "MINIODB_BACKEND_")
 
 
 def unknown_env(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
