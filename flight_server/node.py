@@ -347,14 +347,19 @@ class Node:
         self.lock.release()
 
     def _shutdown_flight(self, timeout: float) -> None:
-        """gRPC shutdown waits for every in-flight call; past ``timeout`` the flush goes ahead
-        (acknowledged rows are in the WAL either way) and ``flight_stuck`` tells the caller."""
+        """gRPC shutdown waits for every in-flight call; past ``timeout`` the running queries are
+        interrupted, and if calls still hang the flush goes ahead anyway (acknowledged rows are
+        in the WAL either way) and ``flight_stuck`` tells the caller."""
         t = threading.Thread(target=self.flight.shutdown, name="miniodb-flight-shutdown", daemon=True)
         t.start()
         t.join(timeout)
         if t.is_alive():
+            log.warning("Flight calls still running after server.drain_timeout=%ss; cancelling queries", timeout)
+            self.flight.cancel_all()
+            t.join(5.0)
+        if t.is_alive():
             self.flight_stuck = True
-            log.warning("Flight calls still running after server.drain_timeout=%ss; flushing anyway", timeout)
+            log.warning("Flight calls still running after cancelling; flushing anyway")
 
     def wait(self) -> None:
         self._stopped.wait()

@@ -96,3 +96,63 @@ def test_api_keys_from_a_file(node_factory, tmp_path):
         assert c.ingest("secret_t", rows(0, 10)) == 10
     with Client(n.flight) as c, pytest.raises(errors.Unauthenticated):
         c.query("SELECT 1")
+
+
+STREAM_SQL = "SELECT range AS x FROM range(20000000)"  # ~76 batches, read slowly below
+ENDLESS_SQL = "SELECT a.range AS x, b.range AS y FROM range(1000000) a, range(1000000) b"
+
+
+def _running(node, marker: str) -> bool:
+    with node.client() as c:
+        got = c.query("SELECT sql FROM system.queries WHERE status = 'running'").column("sql").to_pylist()
+    return any(marker in s for s in got)
+
+
+def _in_thread(node, sql: str, pause: float) -> dict:
+    """Stream ``sql`` in a thread, ``pause`` seconds per batch; ``out["streaming"]`` is set once
+    its DoGet stream delivered a batch, ``out["rows"]`` counts the rows read."""
+    import threading
+
+    out: dict = {"streaming": threading.Event()}
+
+    def run():
+        try:
+            with node.client() as c:
+                reader = c.query_reader(sql)  # GetFlightInfo, then DoGet opened
+                out["rows"] = 0
+                for batch in reader:
+                    out["rows"] += batch.num_rows
+                    out["streaming"].set()
+                    time.sleep(pause)
+        except Exception as exc:  # noqa: BLE001 - asserted by the test
+            out["error"] = exc
+        finally:
+            out["streaming"].set()
+
+    out["thread"] = threading.Thread(target=run, daemon=True)
+    out["thread"].start()
+    return out
+
+
+def test_sigterm_lets_an_in_flight_query_finish(node_factory):
+    n = node_factory(env={"MINIODB_SERVER_DRAIN_DELAY": "0", "MINIODB_SERVER_DRAIN_TIMEOUT": "120"})
+    q = _in_thread(n, STREAM_SQL, pause=0.02)
+    assert q["streaming"].wait(60)
+    assert _running(n, "range(20000000)")  # still streaming: a call in flight at SIGTERM
+    n.proc.send_signal(15)
+    q["thread"].join(120)
+    assert "error" not in q, q.get("error")
+    assert q["rows"] == 20_000_000
+    assert n.proc.wait(60) == 0
+
+
+def test_a_query_past_drain_timeout_does_not_hold_the_exit(node_factory):
+    n = node_factory(env={"MINIODB_SERVER_DRAIN_DELAY": "0", "MINIODB_SERVER_DRAIN_TIMEOUT": "1"})
+    with n.client() as c:
+        assert c.ingest("kept", rows(0, 10)) == 10
+    q = _in_thread(n, ENDLESS_SQL, pause=0.5)
+    assert q["streaming"].wait(60) and _running(n, "range(1000000) b")
+    n.proc.send_signal(15)
+    assert n.proc.wait(60) == 0
+    assert "still running after server.drain_timeout" in n.log()
+    assert list((n.data_dir / "objects").rglob("*.parquet"))  # flushed anyway
