@@ -161,11 +161,13 @@ def _print_uris(state: dict, root: Path) -> None:
     click.echo(f"state, logs and data in {root}; stop with `make cluster-down` (miniodb cluster down)")
 
 
+STOP_ORDER = {"haproxy": 0, "dns": 1, "redis": 3}  # nodes (2) after the load balancer, before Redis
+
+
 def _stop(procs: list[dict], timeout: float = 60.0) -> None:
     """SIGTERM the recorded processes, load balancer first and Redis last; SIGKILL what outlives timeout."""
-    order = sorted(procs, key=lambda p: {"haproxy": 0, "dns": 1, "redis": 3}.get(p["name"], 2))
-    for group in (0, 1, 2, 3):
-        batch = [p for p in order if {"haproxy": 0, "dns": 1, "redis": 3}.get(p["name"], 2) == group and _alive(p)]
+    for group in sorted(set(STOP_ORDER.values()) | {2}):
+        batch = [p for p in procs if STOP_ORDER.get(p["name"], 2) == group and _alive(p)]
         for p in batch:
             os.kill(p["pid"], signal.SIGTERM)
         deadline = time.monotonic() + timeout

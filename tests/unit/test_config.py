@@ -128,7 +128,8 @@ def test_file_variables_are_not_typos():
     from flight_server.config import unknown_env
 
     assert unknown_env({"MINIODB_SERVER_API_KEYS_FILE": "/run/secrets/k",
-                        "MINIODB_SERVER_TLS_CERT_FILE": "/c.pem"}) == []
+                        "MINIODB_SERVER_TLS_CERT_FILE": "/c.pem", "MINIODB_LB_GRPC_PORT": "8080",
+                        "MINIODB_BACKEND_HOST": "tasks.miniodb"}) == []  # the last two: haproxy.cfg's
     assert [n for n, _ in unknown_env({"MINIODB_SERVER_API_KEY_FILE": "/k"})] == ["MINIODB_SERVER_API_KEY_FILE"]
 
 
