@@ -9,6 +9,8 @@ query; a node killed with ``kill -9`` is marked down and new connections keep wo
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 
 import adbc_driver_flightsql.dbapi as dbapi
@@ -16,10 +18,11 @@ import httpx
 import pytest
 
 from clients.flight import Client
-from tests.fixtures.haproxy import same_free_ports
+from tests.fixtures.haproxy import HAPROXY_CFG, same_free_ports
 from tests.fixtures.helpers import rows, wait_until
+from tests.fixtures.services import which_or_unavailable
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+pytestmark = [pytest.mark.redis]
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 NAME = "miniodb.cluster.test"
 COUNT_SQL = "SELECT count(*) AS n, sum(id) AS s FROM lbt"
@@ -50,6 +53,19 @@ def _expected() -> list[tuple]:
     return [(3000, sum(range(3000)))]
 
 
+def test_the_shipped_config_is_valid_with_its_defaults():
+    """``haproxy -c`` with the production defaults (DNS name tasks.miniodb, ports 8080/8081/9090/8404)."""
+    binary = which_or_unavailable("haproxy")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # no MINIODB_* override: the file's own defaults
+    r = subprocess.run([binary, "-c", "-f", str(HAPROXY_CFG)], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = HAPROXY_CFG.read_text()
+    for needle in ("proto h2", "option httpchk GET /api/v1/health/ready", "server-template miniodb",
+                   "use-service prometheus-exporter", "resolvers dns"):
+        assert needle in text, needle
+
+
+@pytest.mark.slow
 def test_flight_sql_and_rest_through_the_load_balancer(cluster):
     nodes, lb = cluster
     with dbapi.connect(lb.flight, autocommit=True) as conn, conn.cursor() as cur:
@@ -71,6 +87,7 @@ def test_flight_sql_and_rest_through_the_load_balancer(cluster):
     assert prom.status_code == 200 and "haproxy_backend_active_servers" in prom.text
 
 
+@pytest.mark.slow
 def test_drain_leaves_the_pool_before_exit_and_kill_9_is_routed_around(cluster):
     nodes, lb = cluster
     failures: list[BaseException] = []
