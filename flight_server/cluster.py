@@ -103,7 +103,7 @@ def up(count, state_dir, grpc_port, rest_port, metrics_port, stats_port, redis_p
         conf.write_text((REPO / "deploy" / "redis" / "redis.conf").read_text())
         p = _spawn([redis_bin, str(conf), "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(rdir),
                     "--daemonize", "no", "--logfile", str(rdir / "redis.log")], rdir / "stdout.log", cwd=rdir)
-        record("redis", p, str(conf))
+        record("redis", p, f"redis-server 127.0.0.1:{redis_port}")  # Redis retitles its process
         _wait_port("127.0.0.1", redis_port, p, "redis-server")
         hosts = [f"127.0.0.{i + 2}" for i in range(count)]
         env = {"MINIODB_REDIS_HOST": "127.0.0.1", "MINIODB_REDIS_PORT": str(redis_port),

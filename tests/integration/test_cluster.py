@@ -61,7 +61,6 @@ def test_make_cluster_and_cluster_down(tmp_path):
         down = _make("cluster-down", f"CLUSTER_DIR={state}")
     assert down.returncode == 0 and "stopped 6 processes" in down.stdout, down.stdout + down.stderr
     assert not (state / "state.json").exists()
-    for p in st["processes"]:
-        assert not Path(f"/proc/{p['pid']}").exists() or p["match"] not in Path(
-            f"/proc/{p['pid']}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    for p in st["processes"]:  # every process it started is gone (init reaps them)
+        wait_until(lambda p=p: not Path(f"/proc/{p['pid']}").exists(), what=f"{p['name']} gone")
     assert "shutting down" in (state / "node1" / "node.log").read_text()  # drained, not killed
