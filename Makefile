@@ -6,7 +6,11 @@ PY := $(BIN)/python
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint bench proto install install-test system-deps clean
+CLUSTER_NODES ?= 3
+CLUSTER_DIR ?= cluster
+CLUSTER_ARGS ?=
+
+.PHONY: serve test lint bench proto install install-test system-deps cluster cluster-down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,19 +28,29 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test system-deps
 
-## redis-server and chromium come from apt when they are missing (CI runs as root on a fresh machine)
+## redis-server, redis-sentinel, haproxy and chromium come from apt when missing (CI runs as root
+## on a fresh machine); the services the packages would start are stopped: tests start their own
+APT_INSTALL = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo "installing redis-server with apt"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+		$(APT_INSTALL) redis-server >/dev/null; \
 		$$SUDO systemctl stop redis-server >/dev/null 2>&1 || true; \
 	}
-# the web console's browser tests drive Debian's chromium (Playwright, executable_path; no `playwright install`)
 	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing chromium with apt"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+		echo "installing chromium with apt (the web console's browser tests; no playwright install)"; \
+		$(APT_INSTALL) chromium >/dev/null; \
+	}
+	@command -v redis-sentinel >/dev/null 2>&1 || { \
+		echo "installing redis-sentinel with apt"; \
+		$(APT_INSTALL) redis-sentinel >/dev/null; \
+		$$SUDO systemctl stop redis-sentinel >/dev/null 2>&1 || true; \
+	}
+	@command -v haproxy >/dev/null 2>&1 || { \
+		echo "installing haproxy with apt"; \
+		$(APT_INSTALL) haproxy >/dev/null; \
+		$$SUDO systemctl stop haproxy >/dev/null 2>&1 || true; \
 	}
 
 serve: install
@@ -50,6 +64,14 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+
+## a local cluster without Docker: Redis, $(CLUSTER_NODES) nodes and HAProxy from deploy/, state in ./cluster/
+cluster: install system-deps
+	$(PY) -m flight_server.cluster up --nodes $(CLUSTER_NODES) --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) -m flight_server.cluster down --dir $(CLUSTER_DIR); \
+	else $(PYTHON) -m flight_server.cluster down --dir $(CLUSTER_DIR); fi
 
 bench: install-test
 	$(BIN)/pytest -q tests/micro --benchmark-only

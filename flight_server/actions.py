@@ -75,7 +75,7 @@ class NodeActions:
             checks[name] = _probe(probe)
         ok = all(v == "ok" for v in checks.values())
         return {"status": "ok" if ok else "degraded", "version": n.version, "node_id": n.node_id,
-                "checks": checks}
+                "checks": checks, "draining": n.draining.is_set(), "wal_replayed": n.wal_replayed}
 
     def status(self) -> dict:
         n = self.node

@@ -7,8 +7,8 @@ Credentials (``server.auth_enabled`` + ``server.api_keys``):
   checked; the password is the API key. The node answers ``authorization: Bearer <token>``
   and accepts that token on every later call.
 * Flight, Bearer: ``authorization: Bearer <token or API key>`` on any call.
-* REST: ``Authorization: Bearer <key or token>`` (Basic works too). ``/api/v1/health`` and
-  the metrics port stay open.
+* REST: ``Authorization: Bearer <key or token>`` (Basic works too). ``/api/v1/health`` (and
+  its ``/live`` and ``/ready``) and the metrics port stay open.
 
 Tokens are stateless and signed, so every node behind the load balancer accepts a token any
 other node issued, with no shared state: ``mdb1.<kid>.<expiry>.<nonce>.<mac>`` where ``mac``
@@ -276,7 +276,8 @@ class RestAuth:
     """ASGI wrapper: every REST route but the open ones needs a valid key or token."""
 
     def __init__(self, app, keys: ApiKeys, open_paths: Sequence[str] = (
-            "/api/v1/health", "/api/v1/docs", "/api/v1/openapi.json", "/"),
+            "/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready", "/api/v1/docs",
+            "/api/v1/openapi.json", "/"),
                  on_failure: Callable[[], None] = lambda: None,
                  open_prefixes: tuple[str, ...] = ("/console/",)):  # the web console's static assets
         self.app = app

@@ -55,9 +55,11 @@ def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, nod
     except MinioDBError as exc:
         click.echo(f"cannot start: {exc.message}", err=True)
         sys.exit(1)
-    stopping = threading.Event()
+    stopping, hurry = threading.Event(), threading.Event()
 
     def on_signal(signum, frame):
+        if stopping.is_set() or signum == signal.SIGINT:
+            hurry.set()  # Ctrl-C, or a second signal: no drain delay
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -70,9 +72,26 @@ def serve(config_file, data_dir, host, flight_port, rest_port, metrics_port, nod
     click.echo(ports.ready_message(node.node_id, settings, local), err=True)
     while not stopping.wait(0.5):
         pass
-    click.echo("shutting down: flushing buffers", err=True)
-    node.stop()
+    drain(node, settings.server.drain_delay, hurry)
     sys.exit(0)
+
+
+def drain(node, delay: float, hurry: threading.Event) -> None:
+    """SIGTERM, in order: not ready (503 on /api/v1/health/ready) -> ``server.drain_delay`` seconds
+    so load balancers notice -> in-flight calls finish (``server.drain_timeout``) -> flush -> exit."""
+    import logging
+    import os
+
+    node.drain()
+    if delay > 0 and not hurry.is_set():
+        click.echo(f"draining: not ready; leaving the load balancer's pool for {delay:g}s", err=True)
+        hurry.wait(delay)
+    click.echo("shutting down: finishing in-flight calls, flushing buffers", err=True)
+    node.stop()
+    if node.flight_stuck:  # gRPC threads of calls that outlived drain_timeout would hold the exit
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def rest_gateway(node):

@@ -3,6 +3,9 @@
 Every leaf has one dotted path (``storage.minio.endpoint``) and one environment variable,
 made by upper-casing the path and joining with ``_`` (``MINIODB_STORAGE_MINIO_ENDPOINT``).
 A few historical spellings are accepted as aliases (``MINIODB_REDIS_SENTINEL_ADDERS``).
+Any variable may instead name a file holding the value, for Docker and Kubernetes secrets:
+``MINIODB_<SECTION>_<KEY>_FILE`` (``MINIODB_STORAGE_MINIO_SECRET_KEY_FILE=/run/secrets/s3``); the
+trailing newline is stripped, and a list (``server.api_keys``) is split on commas or newlines.
 An unknown YAML key or a malformed value raises :class:`ConfigError` naming the key.
 This is the only module that reads ``os.environ``.
 """
@@ -42,6 +45,8 @@ class ServerSettings:
     tls_key_file: str = ""
     max_request_bytes: int = 64 * 1024 * 1024
     log_level: str = "INFO"
+    drain_delay: float = 5.0  # SIGTERM: seconds not-ready before listeners close (load balancers notice)
+    drain_timeout: float = 30.0  # SIGTERM: most seconds in-flight calls get to finish before the flush
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,8 @@ def load_settings(
         name = env_name(path)
         if name in env:
             values[path] = _coerce(name, tp, env[name])
+    for path, raw in _env_files(env, known).items():
+        values[path] = _coerce(env_name(path) + FILE_SUFFIX, known[path], raw)
     for path, raw in (overrides or {}).items():
         if raw is None:
             continue
@@ -350,12 +357,42 @@ def load_settings(
     return settings
 
 
+FILE_SUFFIX = "_FILE"
+
+
+def _file_paths(known: Mapping[str, type]) -> dict[str, str]:
+    """``MINIODB_..._FILE`` variable -> the setting it reads (not when that name is a setting itself)."""
+    names = {env_name(p) for p in known}
+    return {env_name(p) + FILE_SUFFIX: p for p in known if env_name(p) + FILE_SUFFIX not in names}
+
+
+def _env_files(env: Mapping[str, str], known: Mapping[str, type]) -> dict[str, Any]:
+    """Settings read from the files that ``MINIODB_<SECTION>_<KEY>_FILE`` variables name."""
+    out: dict[str, Any] = {}
+    for var, path in _file_paths(known).items():
+        if var not in env:
+            continue
+        if env_name(path) in env:
+            raise ConfigError(f"both {env_name(path)} and {var} are set; give only one")
+        try:
+            text = Path(env[var]).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{var}: cannot read {env[var]!r}: {exc.strerror}") from exc
+        text = text.rstrip("\r\n")
+        if typing.get_origin(known[path]) is tuple:
+            out[path] = [p.strip() for p in re.split(r"[,\r\n]", text) if p.strip()]
+        else:
+            out[path] = text
+    return out
+
+
 # MINIODB_* names that are not node settings: the client commands' (clients/cli.py, bench),
 # the standalone gateway's, the test suite's, and what Kubernetes injects for a Service named
-# "miniodb" (MINIODB_PORT, MINIODB_PORT_8080_TCP_ADDR, MINIODB_SERVICE_HOST, ...).
+# "miniodb" (MINIODB_PORT, MINIODB_PORT_8080_TCP_ADDR, MINIODB_SERVICE_HOST, ...), and
+# deploy/haproxy/haproxy.cfg's (MINIODB_LB_*, MINIODB_BACKEND_*).
 ENV_OTHERS = frozenset({"MINIODB_URI", "MINIODB_TOKEN", "MINIODB_USERNAME", "MINIODB_PASSWORD"})
 ENV_OTHER_PREFIXES = ("MINIODB_TLS_", "MINIODB_GATEWAY_", "MINIODB_PORT", "MINIODB_SERVICE_", "MINIODB_TEST_",
-                      "MINIODB_FUZZ_", "MINIODB_BENCH_")
+                      "MINIODB_FUZZ_", "MINIODB_BENCH_", "MINIODB_LB_", "MINIODB_BACKEND_")
 
 
 def unknown_env(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
@@ -363,7 +400,8 @@ def unknown_env(environ: Mapping[str, str] | None = None) -> list[tuple[str, str
     import difflib
 
     env = os.environ if environ is None else environ
-    known = {env_name(p) for p in leaf_paths()} | set(ENV_ALIASES)
+    paths = leaf_paths()
+    known = {env_name(p) for p in paths} | set(ENV_ALIASES) | set(_file_paths(paths))
     out = []
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in known or name in ENV_OTHERS:
@@ -392,6 +430,10 @@ def _validate(s: Settings) -> None:
                        ("server.metrics_port", s.server.metrics_port)):
         if not 0 <= port <= 65535:
             bad(path, f"port {port} out of range 0..65535")
+    for path, value in (("server.drain_delay", s.server.drain_delay),
+                        ("server.drain_timeout", s.server.drain_timeout)):
+        if value < 0:
+            bad(path, "must be zero or more seconds")
     if s.buffer.size <= 0:
         bad("buffer.size", "must be positive")
     if s.buffer.flush_interval <= 0:

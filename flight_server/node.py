@@ -71,7 +71,7 @@ def _advertise_host(settings: Settings) -> str:
 class Listener(Protocol):
     port: int
 
-    def stop(self) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
 
 
 class Node:
@@ -88,6 +88,9 @@ class Node:
         self.node_id = node_id
         self.started_at = time.time()
         self._stopped = threading.Event()
+        self.draining = threading.Event()  # SIGTERM: /health/ready answers 503 from now on
+        self.wal_replayed = False
+        self.flight_stuck = False  # in-flight Flight calls outlived server.drain_timeout at stop
         self._stop_lock = threading.Lock()
         self.flight: MinioFlightServer | None = None
         self.rest: Listener | None = None
@@ -145,6 +148,7 @@ class Node:
         replayed = self.ingestor.replay(lambda table, table_id: self.metadata.get_watermark(self.node_id, table_id))
         if replayed:
             log.info("replayed %d rows from the WAL", replayed)
+        self.wal_replayed = True
         self.flusher.start()
         self.retention = RetentionSweeper(self.catalog, self.store, s.tables.retention_days,
                                           on_removed=self._on_dropped)
@@ -298,17 +302,28 @@ class Node:
         return self.actions.status()
 
     # -- stop ----------------------------------------------------------------------------
-    def stop(self) -> None:
+    def drain(self) -> None:
+        """Leave the load balancer's pool: readiness answers 503 while everything still serves."""
+        if not self.draining.is_set():
+            self.draining.set()
+            log.info("node %s draining: not ready; still serving in-flight and new calls", self.node_id)
+
+    def stop(self, drain_timeout: float | None = None) -> None:
+        """Ordered shutdown: REST, then Flight (each lets its in-flight calls finish, at most
+        ``drain_timeout`` seconds, default ``server.drain_timeout``), flush every buffer, stores."""
         with self._stop_lock:
             if self._stopped.is_set():
                 return
             self._stopped.set()
+        self.draining.set()
         self.metrics.up.set(0)
+        timeout = self.settings.server.drain_timeout if drain_timeout is None else drain_timeout
+        if self.rest is not None:  # first: its in-flight requests still call Flight
+            self.rest.stop(max(timeout, 0.1))
         if self.flight is not None:
-            self.flight.shutdown()
-        for listener in (self.rest, self.metrics_http):
-            if listener is not None:
-                listener.stop()
+            self._shutdown_flight(timeout)
+        if self.metrics_http is not None:
+            self.metrics_http.stop()
         self.retention.stop()
         self.trimmer.stop()
         if self.adopter is not None:
@@ -331,6 +346,21 @@ class Node:
         self.metadata.close()
         self.store.close()
         self.lock.release()
+
+    def _shutdown_flight(self, timeout: float) -> None:
+        """gRPC shutdown waits for every in-flight call; past ``timeout`` the running queries are
+        interrupted, and if calls still hang the flush goes ahead anyway (acknowledged rows are
+        in the WAL either way) and ``flight_stuck`` tells the caller."""
+        t = threading.Thread(target=self.flight.shutdown, name="miniodb-flight-shutdown", daemon=True)
+        t.start()
+        t.join(timeout)
+        if t.is_alive():
+            log.warning("Flight calls still running after server.drain_timeout=%ss; cancelling queries", timeout)
+            self.flight.cancel_all()
+            t.join(5.0)
+        if t.is_alive():
+            self.flight_stuck = True
+            log.warning("Flight calls still running after cancelling; flushing anyway")
 
     def wait(self) -> None:
         self._stopped.wait()

@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import orjson
 import pyarrow as pa
 from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from clients import errors, protocol
@@ -47,8 +46,8 @@ from clients.flight import Client, stats_http_headers, to_params
 
 from . import convert, output
 from .console import console_routes
-from .docs import render_docs
-from .openapi import openapi_document
+from .health import ServiceRoutes
+from .output import JSONResponse
 
 log = logging.getLogger("miniodb.gateway")
 PREFIX = "/api/v1"
@@ -74,13 +73,6 @@ class GatewayConfig:
     service_token: str | None = None  # credential for /health when the node requires auth
     health_timeout: float = 5.0
     call_timeout: float | None = None
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, default=output._json_default, option=orjson.OPT_NON_STR_KEYS)
 
 
 def error_response(err: MinioDBError) -> JSONResponse:
@@ -247,13 +239,13 @@ def api(fn: Handler) -> Handler:
 
 # -- the app -----------------------------------------------------------------------------
 
-class Gateway:
+class Gateway(ServiceRoutes):
+    """The routes; the service ones (health, docs, status) are in :mod:`gateway.health`."""
+
     def __init__(self, config: GatewayConfig):
         self.config = config
         self.backend = Backend(config)
         self.version = gateway_version()
-        self._openapi: bytes | None = None
-        self._docs: str | None = None
 
     async def call(self, fn: Callable, *args, **kwargs) -> Any:
         return await to_thread.run_sync(functools.partial(fn, *args, **kwargs))
@@ -261,37 +253,6 @@ class Gateway:
     async def action(self, request: Request, name: str, body: dict | None = None) -> Any:
         client = self.backend.for_request(request)
         return await self.call(client.action, name, body or {})
-
-    # -- service ---------------------------------------------------------------------------
-    async def health(self, request: Request) -> Response:
-        try:
-            h = await self.call(self.backend.service.health)
-            if not isinstance(h, dict):
-                raise errors.Internal("the node sent no health report")
-        except MinioDBError as err:
-            h = {"status": "down", "version": self.version, "node_id": None,
-                 "checks": {"flight": f"down: {err.message}", "metadata": "unknown", "storage": "unknown"}}
-        ok = h.get("status") == "ok"
-        checks = h.get("checks") or {}
-        body = {"status": h.get("status", "down"), "version": h.get("version", self.version),
-                "node_id": h.get("node_id"),
-                "checks": {k: checks.get(k, "unknown") for k in ("flight", "metadata", "storage")}}
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    async def openapi(self, request: Request) -> Response:
-        if self._openapi is None:
-            self._openapi = orjson.dumps(openapi_document(self.version))
-        return Response(self._openapi, media_type="application/json")
-
-    async def docs(self, request: Request) -> Response:
-        """The API described by the gateway itself: no asset from a CDN (gateway/docs.py)."""
-        if self._docs is None:
-            self._docs = render_docs(openapi_document(self.version), f"{PREFIX}/openapi.json")
-        return HTMLResponse(self._docs)
-
-    async def status(self, request: Request) -> Response:
-        st = await self.action(request, protocol.ACTION_STATUS)
-        return JSONResponse({"ok": True, **st})
 
     # -- data ------------------------------------------------------------------------------
     async def write(self, request: Request) -> Response:
@@ -502,6 +463,8 @@ def create_app(config: GatewayConfig | None = None, **kwargs) -> Starlette:
     p = PREFIX
     routes = [
         Route(f"{p}/health", api(gw.health), methods=["GET"]),
+        Route(f"{p}/health/live", api(gw.live), methods=["GET"]),
+        Route(f"{p}/health/ready", api(gw.ready), methods=["GET"]),
         Route(f"{p}/openapi.json", api(gw.openapi), methods=["GET"]),
         Route(f"{p}/docs", api(gw.docs), methods=["GET"]),
         *console_routes(gw, api, p),  # GET / and /console/* (gateway/console.py)

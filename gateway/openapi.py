@@ -67,6 +67,22 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Ready": {
+        "type": "object",
+        "required": ["status", "version", "node_id", "draining", "wal_replayed", "checks"],
+        "properties": {
+            "status": {"type": "string", "example": "ready", "description": "ready, not_ready or draining"},
+            "version": {"type": "string"},
+            "node_id": {"type": "string", "nullable": True},
+            "draining": {"type": "boolean", "description": "the node got SIGTERM and is leaving the pool"},
+            "wal_replayed": {"type": "boolean"},
+            "checks": {
+                "type": "object",
+                "required": ["flight", "metadata", "storage"],
+                "properties": {k: {"type": "string", "example": "ok"} for k in ("flight", "metadata", "storage")},
+            },
+        },
+    },
     "Payload": {
         "type": "object",
         "additionalProperties": True,
@@ -240,6 +256,17 @@ PATHS: dict[str, Any] = {
         "security": [],
         "responses": {"200": _json(_ref("Health"), "Healthy"),
                       "503": _json(_ref("Health"), "A dependency (Flight, metadata, storage) is down")},
+    }},
+    "/health/live": {"get": {
+        "tags": ["service"], "operationId": "health_live", "security": [],
+        "summary": "Liveness: this process serves (never depends on Redis or storage; unauthenticated)",
+        "responses": {"200": _json(_ref("Object"), "The process serves: {status: ok, version}")},
+    }},
+    "/health/ready": {"get": {
+        "tags": ["service"], "operationId": "health_ready", "security": [],
+        "summary": "Readiness: dependencies reachable, WAL replayed, not draining (unauthenticated)",
+        "responses": {"200": _json(_ref("Ready"), "Ready for traffic"),
+                      "503": _json(_ref("Ready"), "Not ready: a dependency is down, or the node drains (SIGTERM)")},
     }},
     "/status": {"get": {
         "tags": ["operations"], "operationId": "status", "summary": "The node, its buffers and the live nodes",

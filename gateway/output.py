@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from starlette.responses import Response
 
 from clients import textform
 from clients.errors import InvalidRequest, MinioDBError
@@ -132,6 +133,15 @@ def reader_batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
 
 
 _json_default = textform.json_default  # gateway/app.py's JSON bodies too
+
+
+class JSONResponse(Response):
+    """Every JSON body of the gateway (orjson, with the same value rules as query results)."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
 _OPTS = textform.JSON_OPTIONS
 
 

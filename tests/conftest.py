@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.redis",
     "tests.fixtures.node",
+    "tests.fixtures.haproxy",
 ]

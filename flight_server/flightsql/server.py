@@ -153,8 +153,14 @@ class MinioFlightServer(StatementHandlers, CatalogHandlers, flight.FlightServerB
             yield flight.FlightInfo(pa.schema([]), desc, [], -1, -1)
 
     def shutdown(self):
-        self.pending.close_all()
+        """Stop: gRPC lets every in-flight call finish (a streaming query included: the drain),
+        then results that no DoGet fetched are closed. ``cancel_all`` interrupts the rest."""
         super().shutdown()
+        self.pending.close_all()
+
+    def cancel_all(self) -> None:
+        """Interrupt every running query and close every unfetched result."""
+        self.pending.close_all()
 
 
 def _path_table(descriptor) -> str:

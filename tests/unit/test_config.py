@@ -96,3 +96,45 @@ def test_unknown_environment_variables_are_listed_with_the_closest_name():
     msg = unknown_env_message(env)
     assert "\n" not in msg and "MINIODB_BUFER_SIZE (did you mean MINIODB_BUFFER_SIZE?)" in msg
     assert unknown_env_message({"MINIODB_WAL_SYNC": "none"}) is None
+
+
+def test_secrets_from_files(tmp_path):
+    """Docker/Kubernetes secrets: MINIODB_<SECTION>_<KEY>_FILE names a file holding the value."""
+    (tmp_path / "access").write_text("AKIA-from-file\n")
+    (tmp_path / "secret").write_text("s3cr3t with spaces \n")
+    (tmp_path / "keys").write_text("key-one,key-two\nkey-three\n\n")
+    (tmp_path / "redis").write_text("redis-pass")
+    s = load_settings(environ={
+        "MINIODB_STORAGE_MINIO_ACCESS_KEY_FILE": str(tmp_path / "access"),
+        "MINIODB_STORAGE_MINIO_SECRET_KEY_FILE": str(tmp_path / "secret"),
+        "MINIODB_SERVER_API_KEYS_FILE": str(tmp_path / "keys"),
+        "MINIODB_REDIS_PASSWORD_FILE": str(tmp_path / "redis"),
+        "MINIODB_SERVER_AUTH_ENABLED": "true"})
+    assert s.storage.minio.access_key == "AKIA-from-file"
+    assert s.storage.minio.secret_key == "s3cr3t with spaces "  # only the line break goes
+    assert s.server.api_keys == ("key-one", "key-two", "key-three")
+    assert s.redis.password == "redis-pass"
+
+
+def test_secret_file_errors_name_the_variable(tmp_path):
+    with pytest.raises(ConfigError, match="MINIODB_REDIS_PASSWORD_FILE"):
+        load_settings(environ={"MINIODB_REDIS_PASSWORD_FILE": str(tmp_path / "missing")})
+    (tmp_path / "p").write_text("x")
+    with pytest.raises(ConfigError, match="both MINIODB_REDIS_PASSWORD and MINIODB_REDIS_PASSWORD_FILE"):
+        load_settings(environ={"MINIODB_REDIS_PASSWORD": "y", "MINIODB_REDIS_PASSWORD_FILE": str(tmp_path / "p")})
+
+
+def test_file_variables_are_not_typos():
+    from flight_server.config import unknown_env
+
+    assert unknown_env({"MINIODB_SERVER_API_KEYS_FILE": "/run/secrets/k",
+                        "MINIODB_SERVER_TLS_CERT_FILE": "/c.pem", "MINIODB_LB_GRPC_PORT": "8080",
+                        "MINIODB_BACKEND_HOST": "tasks.miniodb"}) == []  # the last two: haproxy.cfg's
+    assert [n for n, _ in unknown_env({"MINIODB_SERVER_API_KEY_FILE": "/k"})] == ["MINIODB_SERVER_API_KEY_FILE"]
+
+
+def test_drain_settings():
+    s = load_settings(environ={"MINIODB_SERVER_DRAIN_DELAY": "500ms"})
+    assert s.server.drain_delay == 0.5 and s.server.drain_timeout == 30.0
+    with pytest.raises(ConfigError, match="server.drain_timeout"):
+        load_settings({}, {"server.drain_timeout": -1.0}, environ={})
