@@ -6,7 +6,7 @@ PY := $(BIN)/python
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint bench proto install install-test system-deps clean
+.PHONY: serve test lint deploy-check bench proto install install-test system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ system-deps:
 serve: install
 	$(BIN)/miniodb serve --data-dir $(DATA_DIR)
 
-test: install-test
+test: install-test deploy-check
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -44,6 +44,14 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+
+## the image, the Swarm stack and the Kubernetes manifests, validated offline (no Docker, no
+## cluster); tests/integration/test_deploy_files.py runs the same tools plus semantic checks
+K8S_MANIFESTS := $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+deploy-check: install-test
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/swarm/docker-stack.yml
+	$(BIN)/kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
 
 bench: install-test
 	$(BIN)/pytest -q tests/micro --benchmark-only
