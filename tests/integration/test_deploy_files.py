@@ -138,6 +138,27 @@ def test_stack_mounts_shipped_files_and_defines_what_it_references():
     assert len(sentinels) == 3 and sorted(a.split(":")[0] for a in addrs) == sorted(sentinels)
 
 
+def test_redis_files_fit_both_deployments():
+    """deploy/redis/*.conf are mounted unchanged by the stack and the k8s ConfigMap: the master
+    they name must be a service in both, found by name, and each sentinel must announce itself."""
+    lines = [ln.split() for ln in (DEPLOY / "redis" / "sentinel.conf").read_text().splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    monitor = next(ln for ln in lines if ln[:2] == ["sentinel", "monitor"])
+    name, host, port, quorum = monitor[2:6]
+    assert (port, quorum) == ("6379", "2")
+    assert ["sentinel", "resolve-hostnames", "yes"] in lines[:lines.index(monitor)], \
+        "the master is named by host name: resolve-hostnames must come before the monitor line"
+    # one shared file for three sentinels: a fixed announce-ip would make them one sentinel
+    assert not any(ln[:2] == ["sentinel", "announce-ip"] for ln in lines)
+    s = stack()
+    assert host in s["services"] and k8s_object("Service", host)
+    assert s["services"]["miniodb"]["environment"]["MINIODB_REDIS_SENTINEL_MASTER_NAME"] == name
+    assert k8s_env(k8s_object("StatefulSet", "miniodb")["spec"]["template"], "miniodb")[
+        "MINIODB_REDIS_SENTINEL_MASTER_NAME"] == name
+    redis_conf = [ln.split() for ln in (DEPLOY / "redis" / "redis.conf").read_text().splitlines()]
+    assert ["appendonly", "yes"] in redis_conf
+
+
 def test_prometheus_scrapes_what_the_stack_runs():
     prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     s = stack()
@@ -225,6 +246,8 @@ def test_k8s_environment_is_known_to_the_node(tmp_path):
 # ---- the image's commands and the probes, on a real node ------------------------------------
 
 def test_entrypoint_command_parses():
+    user = [a for i, a in dockerfile_instructions() if i == "USER"][-1]
+    assert user.split(":")[0] not in ("root", "0")
     entry = dockerfile_json("ENTRYPOINT")
     assert entry[:2] == ["miniodb", "serve"]
     assert entry[entry.index("--data-dir") + 1] == "/var/lib/miniodb"
