@@ -10,7 +10,7 @@ CLUSTER_NODES ?= 3
 CLUSTER_DIR ?= cluster
 CLUSTER_ARGS ?=
 
-.PHONY: serve test lint bench proto install install-test system-deps cluster cluster-down clean
+.PHONY: serve test lint bench proto install install-test system-deps deploy-check cluster cluster-down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,7 @@ system-deps:
 serve: install
 	$(BIN)/miniodb serve --data-dir $(DATA_DIR)
 
-test: install-test
+test: install-test deploy-check
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -72,6 +72,14 @@ cluster: install system-deps
 cluster-down:
 	@if [ -x $(PY) ]; then $(PY) -m flight_server.cluster down --dir $(CLUSTER_DIR); \
 	else $(PYTHON) -m flight_server.cluster down --dir $(CLUSTER_DIR); fi
+
+## the image, the Swarm stack and the Kubernetes manifests, validated offline (no Docker, no
+## cluster); tests/integration/test_deploy_files.py runs the same tools plus semantic checks
+K8S_MANIFESTS := $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+deploy-check: install-test
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/swarm/docker-stack.yml
+	$(BIN)/kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
 
 bench: install-test
 	$(BIN)/pytest -q tests/micro --benchmark-only
