@@ -118,8 +118,10 @@ def node_service(data_dir: Path, env: dict[str, str] | None = None) -> Service:
     args = ["-m", "clients.cli", "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
             "--flight-port", "0", "--rest-port", "0", "--metrics-port", "0", "--log-level", "WARNING"]
     # MINIODB_* of the caller's shell would point the node at Redis/MinIO: the bench's own node
-    # is embedded, configured only by what the bench sets.
-    return Service("node", args, data_dir.parent, env=env, clean_env_prefix="MINIODB_")
+    # is embedded, configured only by what the bench sets. No load balancer watches it, so it
+    # stops without the drain delay.
+    return Service("node", args, data_dir.parent, env={"MINIODB_SERVER_DRAIN_DELAY": "0", **(env or {})},
+                   clean_env_prefix="MINIODB_")
 
 
 def baseline_service(name: str, module: str, workdir: Path, *extra: str) -> Service:
