@@ -29,6 +29,7 @@ from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
 from .config import Settings, unknown_env_message
+from .coordinator.service import ClusterService
 from .datadir import DataDirLock
 from .dml import UpdateExecutor
 from .faults import CrashPoints
@@ -179,9 +180,11 @@ class Node:
                     log.warning("query.cache_distributed needs Redis metadata; the result cache stays local")
             self.result_cache = ResultCache(s.query.cache_max_bytes, s.query.cache_entry_max_bytes, shared)
         self.engine.system_tables = SystemTables(self, auth.current_principal, masked=self.api_keys is not None)
+        self.cluster = ClusterService(self)
         self.runner = QueryRunner(self.engine, self.resolver, self.catalog, self.buffers, self.querylog,
                                   self.metrics, self.result_cache, scope=auth.current_scope,
-                                  translate=translate_error)
+                                  translate=translate_error,
+                                  coordinator=self.cluster.coordinator if self.cluster.distributed else None)
 
     def auth_failed(self) -> None:
         self.metrics.errors.labels(code="unauthenticated").inc()
@@ -296,6 +299,14 @@ class Node:
     def status(self) -> dict:
         return self.actions.status()
 
+    def cluster_fragment(self, ticket: bytes) -> pa.Table:
+        """A peer's fragment of a distributed query (a signed ticket: coordinator/service.py)."""
+        return self.cluster.fragment(ticket)
+
+    def cluster_action(self, kind: str, body: bytes) -> dict:
+        """An internal call of a coordinator: pin, release, cancel (signed)."""
+        return self.cluster.action(kind, body)
+
     # -- stop ----------------------------------------------------------------------------
     def stop(self) -> None:
         with self._stop_lock:
@@ -323,6 +334,8 @@ class Node:
             self.metadata.unregister_node(self.node_id)
         except MinioDBError:
             pass
+        if getattr(self, "cluster", None) is not None:
+            self.cluster.close()
         self.resolver.close()
         if self.result_cache is not None:
             self.result_cache.close()

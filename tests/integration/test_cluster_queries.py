@@ -1,0 +1,151 @@
+"""Cluster queries with real processes: one redis-server, one moto_server, three nodes.
+
+Any node coordinates; every live node's buffered rows and the committed files are counted
+exactly once (pin buffers + watermarks first, then the file snapshot).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow.flight as flight
+import pytest
+
+from tests.fixtures.helpers import rows, wait_until
+from tests.fixtures.redis import server_mode_env
+
+pytestmark = [pytest.mark.redis, pytest.mark.s3]
+
+SQL = "SELECT count(*) AS n, count(DISTINCT id) AS d, sum(id) AS s FROM {t}"
+
+
+def expect(ids: list[int]) -> list[dict]:
+    return [{"n": len(ids), "d": len(set(ids)), "s": sum(ids) if ids else None}]
+
+
+def cluster_env(moto, bucket, redis, prefix, node_id: str, **extra) -> dict:
+    # nothing is flushed unless asked (or by the test's own flush loop)
+    return {**server_mode_env(moto, bucket, redis, prefix, BUFFER_SIZE="100000000", BUFFER_FLUSH_INTERVAL="3600",
+                              COORDINATOR_PEER_TIMEOUT="10", **extra),
+            "MINIODB_SERVER_NODE_ID": node_id}
+
+
+@pytest.fixture
+def cluster(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
+    nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}"), name=f"n{i}")
+             for i in range(3)]
+    with nodes[0].client() as c:
+        wait_until(lambda: c.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 3}],
+                   timeout=30, what="three live nodes")
+    return nodes
+
+
+def _query(node, sql: str):
+    """(table, headers) of a query through pyarrow.flight's Flight SQL (the stats headers)."""
+    with node.client() as c:
+        return c.query(sql)
+
+
+def test_rows_buffered_on_any_node_are_seen_by_every_node(cluster) -> None:
+    a, b, c = cluster
+    ids: list[int] = []
+    with a.client() as ca, b.client() as cb, c.client() as cc:
+        assert ca.ingest("t", rows(0, 100)) == 100
+        ids += range(100)
+        assert ca.flush()["rows"] == 100  # committed by a
+        assert cb.ingest("t", rows(1000, 50)) == 50  # buffered on b only
+        ids += range(1000, 1050)
+        assert cc.ingest("t", rows(2000, 30)) == 30
+        ids += range(2000, 2030)
+        for cl in (ca, cb, cc):
+            assert cl.query(SQL.format(t="t")).to_pylist() == expect(ids)
+        got = ca.query("SELECT id FROM t WHERE id >= 1000 ORDER BY id LIMIT 3").to_pylist()
+        assert got == [{"id": 1000}, {"id": 1001}, {"id": 1002}]
+        nodes = ca.query("SELECT node_id, role, state, last_heartbeat IS NOT NULL AS hb FROM system.nodes "
+                         "ORDER BY node_id").to_pylist()
+        assert [(n["node_id"], n["role"], n["state"], n["hb"]) for n in nodes] == [
+            ("n0", "self", "live", True), ("n1", "peer", "live", True), ("n2", "peer", "live", True)]
+        q = ca.query("SELECT nodes, missing_nodes FROM system.queries WHERE sql LIKE 'SELECT count(*)%' "
+                     "AND nodes IS NOT NULL").to_pylist()
+        assert q and q[-1]["nodes"] == "n0,n1,n2" and q[-1]["missing_nodes"] is None
+
+
+def test_count_stays_exact_while_nodes_flush(cluster) -> None:
+    ids: list[int] = []
+    for i, n in enumerate(cluster):
+        with n.client() as cl:
+            for k in range(4):
+                start = 10_000 * i + 100 * k
+                assert cl.ingest("f", rows(start, 100)) == 100
+                ids += range(start, start + 100)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def flusher(node, batch: int) -> None:
+        with node.client() as cl:
+            k = 0
+            while not stop.is_set():
+                try:  # new rows keep arriving so that every flush commits something
+                    cl.ingest("g", rows(500_000 + 1000 * batch + k, 1))
+                    cl.flush("f")
+                    k += 1
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    failures.append(exc)
+                    return
+
+    threads = [threading.Thread(target=flusher, args=(n, i)) for i, n in enumerate(cluster)]
+    for t in threads:
+        t.start()
+    try:
+        with cluster[0].client() as c0:
+            for _ in range(15):
+                assert c0.query(SQL.format(t="f")).to_pylist() == expect(ids)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not failures
+
+
+def test_forged_fragment_ticket_is_refused(cluster) -> None:
+    client = flight.FlightClient(cluster[1].flight)
+    forged = b"miniodb-fragment:" + b"0" * 64 + b':{"q":"x","t":"t","sql":"SELECT 1","files":[],"exp":9e12}'
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        client.do_get(flight.Ticket(forged)).read_all()
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        list(client.do_action(flight.Action("cluster.pin", b'{"q":"x","tables":["t"]}')))
+    client.close()
+
+
+def test_explain_shows_the_distributed_plan(cluster) -> None:
+    with cluster[0].client() as c:
+        assert c.ingest("e", rows(0, 10)) == 10
+        c.flush()
+        plan = {r["explain_key"]: r["explain_value"] for r in c.query("EXPLAIN SELECT sum(v) FROM e").to_pylist()}
+    assert plan["nodes"] == "n0, n1, n2"
+    assert any(k.startswith("fragment __frag_0") for k in plan)
+    assert sum(int(v.split(" ")[0]) for k, v in plan.items() if k.startswith("node ")) == 1  # one file, one node
+
+
+@pytest.mark.slow
+def test_a_killed_peer_is_dropped_and_reported(cluster) -> None:
+    a, b, c = cluster
+    ids: list[int] = []
+    with a.client() as ca, b.client() as cb, c.client() as cc:
+        for i, cl in enumerate((ca, cb, cc)):
+            assert cl.ingest("k", rows(1000 * i, 200)) == 200
+            assert cl.flush()["rows"] == 200  # committed: some files land on every node
+            ids += range(1000 * i, 1000 * i + 200)
+        assert cc.ingest("k", rows(9000, 7)) == 7  # buffered on c only: lost with it until it returns
+        assert ca.query(SQL.format(t="k")).to_pylist() == expect(ids + list(range(9000, 9007)))
+    c.kill()
+    with a.client() as ca:
+        # c is still registered until its TTL: it is tried, fails, and its files move
+        result = ca.query(SQL.format(t="k"))
+        assert result.to_pylist() == expect(ids)
+        q = ca.query("SELECT missing_nodes, missing_rows FROM system.queries WHERE missing_nodes IS NOT NULL"
+                     ).to_pylist()
+        assert q and q[0]["missing_nodes"] == "n2"
+        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
+                   timeout=30, what="c left the registry")
+        assert ca.query(SQL.format(t="k")).to_pylist() == expect(ids)
