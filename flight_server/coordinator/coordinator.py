@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from clients.errors import MinioDBError, NotFound
@@ -33,6 +34,7 @@ from ..metadata.base import NodeInfo, TableInfo
 from ..query.engine import QueryResult, ResolvedTable
 from ..query.statement import Statement, statement
 from .cluster import ACTION_CANCEL, ACTION_PIN, ACTION_RELEASE, Signer, place
+from .params import bind_literals
 from .plan_stub import DistributedPlan, Fragment, plan
 
 log = logging.getLogger("miniodb.coordinator")
@@ -92,8 +94,12 @@ class Coordinator:
 
     def begin(self, st: Statement, params: Any = None) -> Session | None:
         """Plan and pin a distributable SELECT; None: run it locally as on one node."""
-        if st.kind != "SELECT" or st.analysis is None or st.analysis.qualified or not st.tables or params:
+        if st.kind != "SELECT" or st.analysis is None or st.analysis.qualified or not st.tables:
             return None
+        if params:
+            st = self._bound(st, params)
+            if st is None:
+                return None
         nodes = self.live()
         if nodes is None:
             return None
@@ -118,6 +124,19 @@ class Coordinator:
                     raise
                 self._peer_failed(session, nid, exc, "pin")
         return session
+
+    def _bound(self, st: Statement, params: Any) -> Statement | None:
+        cur = self.engine.cursor()
+        try:
+            sql = bind_literals(st.sql, params, cur)
+        except duckdb.Error:
+            sql = None
+        finally:
+            cur.close()
+        if sql is None:
+            return None
+        bound = statement(sql)
+        return bound if bound.kind == "SELECT" and bound.analysis is not None else None
 
     def _pin(self, qid: str, node: NodeInfo, tables: list[str]) -> dict:
         ttl = self.settings.pin_ttl

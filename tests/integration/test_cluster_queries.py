@@ -61,6 +61,11 @@ def test_rows_buffered_on_any_node_are_seen_by_every_node(cluster) -> None:
             assert cl.query(SQL.format(t="t")).to_pylist() == expect(ids)
         got = ca.query("SELECT id FROM t WHERE id >= 1000 ORDER BY id LIMIT 3").to_pylist()
         assert got == [{"id": 1000}, {"id": 1001}, {"id": 1002}]
+        # parameters are bound as typed literals and distributed like any statement
+        assert ca.query("SELECT count(*) AS n FROM t WHERE id >= ?", [1000]).to_pylist() == [{"n": 80}]
+        with a.adbc() as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) AS n, max(id) AS m FROM t WHERE id < ?", parameters=(2010,))
+            assert cur.fetchall() == [(160, 2009)]
         nodes = ca.query("SELECT node_id, role, state, last_heartbeat IS NOT NULL AS hb FROM system.nodes "
                          "ORDER BY node_id").to_pylist()
         assert [(n["node_id"], n["role"], n["state"], n["hb"]) for n in nodes] == [
