@@ -26,7 +26,7 @@ _SCALAR = ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UT
 def _literal(cur: duckdb.DuckDBPyConnection, value: Any) -> str | None:
     if value is None:
         return "NULL"
-    type_name, text = cur.execute("SELECT typeof(?), CAST(? AS VARCHAR)", [value, value]).fetchone()
+    type_name, text = cur.execute("SELECT typeof(?), CAST(? AS VARCHAR)", [value, value]).fetchall()[0]
     if not type_name.upper().startswith(_SCALAR) or "[" in type_name or text is None:
         return None
     return "CAST('" + text.replace("'", "''") + "' AS " + type_name + ")"
