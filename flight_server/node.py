@@ -117,7 +117,7 @@ class Node:
                                  recycle_bytes=s.wal.recycle_bytes)
         self.buffers = BufferManager(s.buffer.size, s.buffer.flush_interval, s.buffer.max_bytes)
         self.file_cache = FileCache(self.store, s.cache_dir, s.query.file_cache_bytes)
-        crash = CrashPoints(s.debug.crash_at)
+        crash = self.faults = CrashPoints(s.debug.crash_at)
         self.wal.fault = crash
         self.flusher = Flusher(self.node_id, self.catalog, self.store, self.wal, self.buffers, self.file_cache,
                                data / "tmp", on_flushed=self._on_flushed, faults=crash)

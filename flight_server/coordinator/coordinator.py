@@ -48,7 +48,7 @@ class Session:
     nodes: dict[str, NodeInfo]  # every node asked to pin
     pins: dict[str, dict]  # node id -> its pin answer (nodes whose pin failed are absent)
     missing: set[str] = field(default_factory=set)  # nodes whose buffered rows are not in the answer
-    missing_rows: int = 0
+    missing_rows: int | None = 0  # None: unknown (a node that could not even pin)
     participants: set[str] = field(default_factory=set)
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # node -> table -> keys
     files_total: int = 0
@@ -155,7 +155,9 @@ class Coordinator:
                     getattr(exc, "message", "") or str(exc) or type(exc).__name__)
         s.missing.add(nid)
         pin = s.pins.pop(nid, None)
-        if pin is not None:
+        if pin is None:
+            s.missing_rows = None
+        elif s.missing_rows is not None:
             s.missing_rows += sum(d["rows"] for d in pin["tables"].values())
         uri = s.nodes[nid].flight_uri if nid in s.nodes else ""
         if uri:

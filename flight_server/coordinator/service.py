@@ -32,6 +32,7 @@ class ClusterService:
         shared = f"{s.metadata_url}|{s.object_store_url}"
         self.signer = Signer(derive_secret(c.cluster_secret, keys, shared))
         self.metrics = node.metrics
+        self.faults = getattr(node, "faults", None) or (lambda step: None)  # crash points (tests only)
         self.peer = PeerService(node.node_id, node.catalog, node.metadata, node.buffers, node.engine, node.resolver)
         self._api_keys = node.api_keys
         self._token: tuple[str, float] | None = None
@@ -56,6 +57,7 @@ class ClusterService:
         if not all(k in body for k in ("q", "t", "sql")):
             raise InvalidRequest("malformed fragment ticket")
         self.metrics.query_fragments.labels(role="peer").inc()
+        self.faults("cluster_fragment")
         return self.peer.fragment(body)
 
     def action(self, kind: str, raw: bytes) -> dict:
