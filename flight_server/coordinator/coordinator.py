@@ -39,6 +39,9 @@ from .plan_stub import DistributedPlan, Fragment, plan
 
 log = logging.getLogger("miniodb.coordinator")
 
+LIVE_CACHE_SECONDS = 0.5  # the registry is read at most this often (a joining node is used within it)
+SUSPECT_SECONDS = 5.0  # a node that just failed is not asked again for this long (reported missing)
+
 
 @dataclass
 class Session:
@@ -77,15 +80,24 @@ class Coordinator:
         self.signer = signer
         self.metrics = metrics
         self._pool = ThreadPoolExecutor(max_workers=max(2, settings.max_parallel), thread_name_prefix="miniodb-fanout")
+        self._live: tuple[float, list[NodeInfo]] | None = None  # (monotonic time read, nodes)
+        self._suspect: dict[str, float] = {}  # node id -> monotonic time until which it is not asked
+        self._guard = threading.Lock()
 
     # -- which statements ----------------------------------------------------------------
     def live(self) -> list[NodeInfo] | None:
         """The live nodes with a Flight address (this one included), or None when alone."""
-        try:
-            nodes = [n for n in self.metadata.live_nodes() if n.flight_uri]
-        except MinioDBError as exc:
-            log.warning("registry unavailable, answering locally: %s", exc.message)
-            return None
+        now = time.monotonic()
+        cached = self._live
+        if cached is not None and now - cached[0] < LIVE_CACHE_SECONDS:
+            nodes = list(cached[1])
+        else:
+            try:
+                nodes = [n for n in self.metadata.live_nodes() if n.flight_uri]
+            except MinioDBError as exc:
+                log.warning("registry unavailable, answering locally: %s", exc.message)
+                return None
+            self._live = (now, nodes)
         if not any(n.node_id != self.node_id for n in nodes):
             return None
         if not any(n.node_id == self.node_id for n in nodes):
@@ -113,8 +125,15 @@ class Coordinator:
         if p.shape == "local" or not p.fragments:
             return None
         session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {})
+        now = time.monotonic()
+        with self._guard:
+            skipped = {nid for nid, until in self._suspect.items() if until > now}
+        for nid in sorted(skipped & set(session.nodes)):  # failed a moment ago: not asked, still reported
+            session.missing.add(nid)
+            session.missing_rows = None
         tables = sorted({f.table for f in p.fragments})
-        futures = {n.node_id: self._pool.submit(self._pin, session.query_id, n, tables) for n in nodes}
+        futures = {n.node_id: self._pool.submit(self._pin, session.query_id, n, tables)
+                   for n in nodes if n.node_id not in session.missing}
         for nid, fut in futures.items():
             try:
                 session.pins[nid] = fut.result()
@@ -154,6 +173,8 @@ class Coordinator:
         log.warning("query %s: node %s dropped (%s failed: %s)", s.query_id, nid, what,
                     getattr(exc, "message", "") or str(exc) or type(exc).__name__)
         s.missing.add(nid)
+        with self._guard:
+            self._suspect[nid] = time.monotonic() + SUSPECT_SECONDS
         pin = s.pins.pop(nid, None)
         if pin is None:
             s.missing_rows = None
@@ -171,7 +192,7 @@ class Coordinator:
                 self._pool.submit(self._quiet_action, s.nodes[nid].flight_uri, ACTION_RELEASE, s.query_id)
 
     def cancel(self, s: Session) -> None:
-        for nid in s.participants:
+        for nid in list(s.pins):
             if nid != self.node_id and nid not in s.missing:
                 self._pool.submit(self._quiet_action, s.nodes[nid].flight_uri, ACTION_CANCEL, s.query_id)
 
