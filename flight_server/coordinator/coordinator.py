@@ -334,7 +334,7 @@ class Coordinator:
             for nid, placed in self._placed(keys, ok).items():
                 pin = s.pins[nid]["tables"].get(table, {})
                 rows.append((f"node {nid} / {table}", f"{len(placed)} file(s), {pin.get('rows', 0)} buffered row(s), "
-                                                      f"watermark {pin.get('w', 0)}"))
+                                                      f"watermark {pin.get('watermark', 0)}, file limit {pin.get('w', 0)}"))
         if s.missing:
             rows.append(("missing nodes", ", ".join(sorted(s.missing))))
         rows.append(("merge", s.plan.merge_sql))

@@ -5,7 +5,12 @@ watermark (the highest WAL sequence it committed for the table), taken together 
 table's commit lock, so a flush either happened before (its file has ``wal_seq <= W``) or
 after (its file has ``wal_seq > W`` and the coordinator leaves it out: the rows are in the
 pin). Commits whose outcome this node does not know (``Catalog.hide``) are reported too: their
-rows are back in the buffer, so the coordinator must not read those files. Pins live under
+rows are back in the buffer, so the coordinator must not read those files. The limit the
+coordinator applies is ``min(W, oldest pinned sequence - 1)``: a flush that re-commits rows
+of such an uncertain commit after the pin writes a file whose ``wal_seq`` may equal W, but it
+always holds a pinned row, so its ``wal_seq`` reaches the oldest pinned sequence. Files
+committed before the pin hold only rows older than every buffered one (a flush takes the
+oldest rows; a failed one puts them back in front), so the limit never drops them. Pins live under
 the query id until released or until their TTL.
 
 ``fragment``: run the fragment SQL with its table bound to the assigned files plus, if the
@@ -69,15 +74,17 @@ class PeerService:
                 hidden = sorted(getattr(self.catalog, "_hidden", {}).get(info.name, ()))
                 gen = version = 0
                 data = None
+                limit = watermark
                 with self.buffers.lock:
                     buf = self.buffers.get(info.name)
                     if buf is not None and buf.table_id == info.table_id and buf.rows:
                         data = buf.visible()
                         gen, version = buffer_generation(buf), buf.version
+                        limit = min(watermark, min(buf.seqs()) - 1)
             if data is not None and not data.schema.equals(info.schema):
                 data = conform(data, info.schema)
             rows[info.name.lower()] = data
-            out[info.name] = {"w": watermark, "rows": data.num_rows if data is not None else 0,
+            out[info.name] = {"w": limit, "watermark": watermark, "rows": data.num_rows if data is not None else 0,
                               "hidden": hidden, "gen": gen, "v": version, "table_id": info.table_id}
         with self._lock:
             self._pins[query_id] = _Pin(rows, self._clock() + ttl)

@@ -14,6 +14,7 @@ from clients.errors import Unauthenticated
 from flight_server.coordinator.cluster import FRAGMENT_PREFIX, Signer, derive_secret, place
 from flight_server.coordinator.params import bind_literals
 from flight_server.coordinator.plan_stub import plan
+from flight_server.metadata.base import FileEntry
 
 
 def test_signed_messages_round_trip_and_refuse_forgery_and_expiry() -> None:
@@ -95,3 +96,10 @@ def test_plan_stub_rows_shape_equals_the_original(sql: str) -> None:
         cur.register(f.alias, pa.concat_tables(parts))
     assert cur.sql(p.merge_sql).to_arrow_table() == want
     assert plan("SELECT 1", {}).shape == "local"
+
+
+def test_file_entries_carry_their_wal_sequence() -> None:
+    e = FileEntry(key="k", rows=1, size=2, node_id="n", wal_seq=42)
+    assert FileEntry.from_json(e.to_json()) == e
+    old = FileEntry(key="k", rows=1, size=2)  # written before wal_seq existed (or adopted): 0 = unknown
+    assert "wal_seq" not in old.to_json() and FileEntry.from_json(old.to_json()).wal_seq == 0
