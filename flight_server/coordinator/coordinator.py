@@ -40,6 +40,7 @@ from .plan_stub import DistributedPlan, Fragment, plan
 log = logging.getLogger("miniodb.coordinator")
 
 LIVE_CACHE_SECONDS = 0.5  # the registry is read at most this often (a joining node is used within it)
+CANCEL_TIMEOUT = 2.0  # seconds a cancel or release to a dropped peer may take
 SUSPECT_SECONDS = 5.0  # a node that just failed is not asked again for this long (reported missing)
 
 
@@ -181,6 +182,9 @@ class Coordinator:
         elif s.missing_rows is not None:
             s.missing_rows += sum(d["rows"] for d in pin["tables"].values())
         uri = s.nodes[nid].flight_uri if nid in s.nodes else ""
+        if uri and what == "fragment":  # a slow peer stops its fragments (and frees its pin)
+            self._pool.submit(self._quiet_action, uri, ACTION_CANCEL, s.query_id, CANCEL_TIMEOUT)
+            self._pool.submit(self._quiet_action, uri, ACTION_RELEASE, s.query_id, CANCEL_TIMEOUT)
         if uri:
             self.clients.drop(uri)
 
@@ -196,9 +200,9 @@ class Coordinator:
             if nid != self.node_id and nid not in s.missing:
                 self._pool.submit(self._quiet_action, s.nodes[nid].flight_uri, ACTION_CANCEL, s.query_id)
 
-    def _quiet_action(self, uri: str, name: str, qid: str) -> None:
+    def _quiet_action(self, uri: str, name: str, qid: str, timeout: float | None = None) -> None:
         try:
-            self.clients.action(uri, name, self.signer.sign({"q": qid}, 60.0), self.settings.peer_timeout)
+            self.clients.action(uri, name, self.signer.sign({"q": qid}, 60.0), timeout or self.settings.peer_timeout)
         except Exception as exc:  # noqa: BLE001 - the TTL ends the pin anyway
             log.debug("%s of %s on %s failed: %s", name, qid, uri, exc)
 
