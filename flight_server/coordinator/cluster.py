@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -82,3 +83,28 @@ def _weight(node_id: str, key: str) -> bytes:
 def place(key: str, node_ids: Sequence[str]) -> str:
     """The node that holds ``key``: the highest random weight (rendezvous hashing)."""
     return max(node_ids, key=lambda n: _weight(n, key))
+
+
+# -- the client's call, for cancellation ------------------------------------------------------
+# The Flight handler that runs a query registers its call's ``is_cancelled`` for its thread;
+# the coordinator checks it while it waits for peers, and cancels their fragments when the
+# client gave up (a cancelled or timed-out GetFlightInfo). Keyed by thread id: pyarrow enters
+# Python from its gRPC threads with a fresh thread state each time (see auth.py).
+_cancel_checks: dict[int, Any] = {}
+
+
+class cancellable:  # noqa: N801 - used as a context manager
+    def __init__(self, context: Any):
+        self.check = getattr(context, "is_cancelled", None)
+
+    def __enter__(self) -> None:
+        if self.check is not None:
+            _cancel_checks[threading.get_ident()] = self.check
+
+    def __exit__(self, *exc: Any) -> None:
+        _cancel_checks.pop(threading.get_ident(), None)
+
+
+def cancel_check() -> Any:
+    """The current call's ``is_cancelled`` (or None outside a Flight call)."""
+    return _cancel_checks.get(threading.get_ident())

@@ -21,25 +21,26 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from clients.errors import MinioDBError, NotFound
+from clients.errors import Cancelled, MinioDBError, NotFound
 
 from ..metadata.base import NodeInfo, TableInfo
 from ..query.engine import QueryResult, ResolvedTable
 from ..query.statement import Statement, statement
-from .cluster import ACTION_CANCEL, ACTION_PIN, ACTION_RELEASE, Signer, place
+from .cluster import ACTION_CANCEL, ACTION_PIN, ACTION_RELEASE, Signer, cancel_check, place
 from .params import bind_literals
 from .plan_stub import DistributedPlan, Fragment, plan
 
 log = logging.getLogger("miniodb.coordinator")
 
 LIVE_CACHE_SECONDS = 0.5  # the registry is read at most this often (a joining node is used within it)
+CANCEL_POLL = 0.1  # seconds between checks of the client's call while waiting for peers
 CANCEL_TIMEOUT = 2.0  # seconds a cancel or release to a dropped peer may take
 SUSPECT_SECONDS = 5.0  # a node that just failed is not asked again for this long (reported missing)
 
@@ -56,6 +57,7 @@ class Session:
     participants: set[str] = field(default_factory=set)
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # node -> table -> keys
     files_total: int = 0
+    cancelled: Any = None  # the client's call: is_cancelled() (coordinator/cluster.py)
     key_parts: Any = None  # the result cache's committed versions, read before the pins (query/runner.py)
 
     def signature(self) -> list:
@@ -125,7 +127,7 @@ class Coordinator:
         p = plan(st.sql, schemas)
         if p.shape == "local" or not p.fragments:
             return None
-        session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {})
+        session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {}, cancelled=cancel_check())
         now = time.monotonic()
         with self._guard:
             skipped = {nid for nid, until in self._suspect.items() if until > now}
@@ -135,6 +137,13 @@ class Coordinator:
         tables = sorted({f.table for f in p.fragments})
         futures = {n.node_id: self._pool.submit(self._pin, session.query_id, n, tables)
                    for n in nodes if n.node_id not in session.missing}
+        try:
+            self._wait(session, list(futures.values()))
+        except BaseException:
+            for fut in futures.values():
+                fut.cancel()
+            self.release(session)
+            raise
         for nid, fut in futures.items():
             try:
                 session.pins[nid] = fut.result()
@@ -256,7 +265,7 @@ class Coordinator:
             submit(task)
         try:
             while pending:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                done = self._wait(s, list(pending), FIRST_COMPLETED)
                 for fut in done:
                     nid, frag, files, _pinned = pending.pop(fut)
                     try:
@@ -282,6 +291,16 @@ class Coordinator:
             self.cancel(s)
             raise
         return {alias: _concat(tables) for alias, tables in parts.items()}
+
+    @staticmethod
+    def _wait(s: Session, futures: list[Future], when: str = ALL_COMPLETED) -> set[Future]:
+        """Wait for peer calls, watching the client: raises Cancelled once it gave up."""
+        while True:
+            done, not_done = wait(futures, timeout=CANCEL_POLL, return_when=when)
+            if (done and when == FIRST_COMPLETED) or not not_done:
+                return done
+            if s.cancelled is not None and s.cancelled():
+                raise Cancelled("query cancelled by the client")
 
     def _run(self, s: Session, nid: str, frag: Fragment, files: list[str], pinned: bool) -> pa.Table:
         body = {"q": s.query_id, "t": frag.table, "sql": frag.sql, "files": files, "pin": pinned}

@@ -6,12 +6,14 @@ exactly once (pin buffers + watermarks first, then the file snapshot).
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import httpx
 import pyarrow.flight as flight
 import pytest
 
+from clients import errors
 from tests.fixtures.helpers import rows, wait_until
 from tests.fixtures.redis import server_mode_env
 
@@ -27,7 +29,7 @@ def expect(ids: list[int]) -> list[dict]:
 def cluster_env(moto, bucket, redis, prefix, node_id: str, **extra) -> dict:
     # nothing is flushed unless asked (or by the test's own flush loop)
     return {**server_mode_env(moto, bucket, redis, prefix, BUFFER_SIZE="100000000", BUFFER_FLUSH_INTERVAL="3600",
-                              COORDINATOR_PEER_TIMEOUT="10", **extra),
+                              **{"COORDINATOR_PEER_TIMEOUT": "10", **extra}),
             "MINIODB_SERVER_NODE_ID": node_id}
 
 
@@ -231,3 +233,28 @@ def test_a_peer_dying_mid_query_has_its_files_replanned(node_factory, redis_serv
     assert replanned and float(replanned[0].split()[1]) == on_c
     assert any(ln.startswith("miniodb_peer_failures_total ") and float(ln.split()[1]) >= 1
                for ln in metrics.splitlines())
+
+
+def test_a_client_giving_up_stops_the_fan_out(node_factory, redis_server, redis_prefix, moto_server,
+                                              s3_bucket) -> None:
+    """b hangs (SIGSTOP) with a long peer timeout; the client's call times out: the coordinator
+    notices, cancels the peers and fails the query as cancelled instead of waiting for b."""
+    a, b = (node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"c{i}",
+                                         COORDINATOR_PEER_TIMEOUT="120"), name=f"c{i}") for i in range(2))
+    with a.client() as ca, b.client() as cb:
+        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
+                   timeout=30, what="two live nodes")
+        assert ca.ingest("w", rows(0, 10)) == 10
+        assert cb.ingest("w", rows(10, 10)) == 10
+        assert ca.query("SELECT count(*) AS n FROM w").to_pylist() == [{"n": 20}]
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        with a.client(timeout=2) as ca, pytest.raises(errors.MinioDBError):
+            ca.query("SELECT count(*) AS gave_up FROM w")
+        with a.client() as ca:
+            sql = "SELECT status, error_code FROM system.queries WHERE sql LIKE '%gave_up%' AND kind = 'SELECT' " \
+                  "AND sql NOT LIKE '%system.queries%'"
+            wait_until(lambda: ca.query(sql).to_pylist() == [{"status": "failed", "error_code": "cancelled"}],
+                       timeout=20, what="the coordinator gave up on b when the client did")
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
