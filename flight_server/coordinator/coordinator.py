@@ -333,7 +333,8 @@ class Coordinator:
         result.stats.update({
             "files_total": s.files_total, "files_scanned": scanned, "files_pruned": s.files_total - scanned,
             "buffer_rows": sum(d["rows"] for p in s.pins.values() for d in p["tables"].values()),
-            "nodes": sorted(s.participants | {self.node_id}), "missing_nodes": sorted(s.missing),
+            # the nodes whose data is in the answer: pinned (their buffers) and never dropped
+            "nodes": sorted(set(s.pins) - s.missing), "missing_nodes": sorted(s.missing),
             "missing_rows": s.missing_rows, "distributed": True})
         return result
 

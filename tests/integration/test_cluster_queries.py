@@ -258,3 +258,22 @@ def test_a_client_giving_up_stops_the_fan_out(node_factory, redis_server, redis_
                        timeout=20, what="the coordinator gave up on b when the client did")
     finally:
         b.proc.send_signal(signal.SIGCONT)
+
+
+def test_a_joining_node_takes_part_once_registered(node_factory, redis_server, redis_prefix, moto_server,
+                                                  s3_bucket) -> None:
+    a, b = (node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"j{i}"), name=f"j{i}")
+            for i in range(2))
+    with a.client() as ca:
+        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
+                   timeout=30, what="two live nodes")
+        assert ca.ingest("j", rows(0, 10)) == 10
+        assert ca.query("SELECT count(*) AS n FROM j").to_pylist() == [{"n": 10}]
+        assert ca.last_stats()["nodes"] == "j0,j1"
+        c = node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, "j2"), name="j2")
+        with c.client() as cc:  # registered before it reports ready; its buffered rows count at once
+            assert cc.ingest("j", rows(10, 5)) == 5
+        # the coordinator reads the registry at most every half second (one heartbeat TTL is 2 s here)
+        wait_until(lambda: ca.query("SELECT count(*) AS n FROM j").to_pylist() == [{"n": 15}], timeout=2,
+                   interval=0.1, what="the new node's rows")
+        assert ca.last_stats()["nodes"] == "j0,j1,j2"
