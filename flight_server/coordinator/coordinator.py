@@ -54,7 +54,6 @@ class Session:
     pins: dict[str, dict]  # node id -> its pin answer (nodes whose pin failed are absent)
     missing: set[str] = field(default_factory=set)  # nodes whose buffered rows are not in the answer
     missing_rows: int | None = 0  # None: unknown (a node that could not even pin)
-    participants: set[str] = field(default_factory=set)
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # node -> table -> keys
     files_total: int = 0
     cancelled: Any = None  # the client's call: is_cancelled() (coordinator/cluster.py)
@@ -256,7 +255,6 @@ class Coordinator:
                 s.files.setdefault(nid, {})[frag.table] = files
         parts: dict[str, list[pa.Table]] = {f.alias: [] for f in s.plan.fragments}
         pending: dict[Future, tuple[str, Fragment, list[str], bool]] = {}
-        lock = threading.Lock()
 
         def submit(task):
             pending[self._pool.submit(self._run, s, *task)] = task
@@ -270,8 +268,6 @@ class Coordinator:
                     nid, frag, files, _pinned = pending.pop(fut)
                     try:
                         parts[frag.alias].append(fut.result())
-                        with lock:
-                            s.participants.add(nid)
                         continue
                     except Exception as exc:
                         if nid == self.node_id:
