@@ -128,8 +128,12 @@ class QuerySettings:
 
 @dataclass(frozen=True)
 class CoordinatorSettings:
-    enabled: bool = False
-    mode: str = "local"  # local | distributed
+    enabled: bool = True  # false: every node answers from its own view only (as mode local)
+    mode: str = "distributed"  # distributed (server mode: Redis metadata) | local; embedded is always local
+    peer_timeout: float = 30.0  # seconds a peer has to pin or to deliver a fragment before it is dropped
+    max_parallel: int = 8  # peer calls in flight per query
+    pin_ttl: float = 300.0  # seconds a peer keeps a query's pinned buffer rows if never released
+    cluster_secret: str = ""  # signs internal calls; empty: derived from the first API key / the deployment
 
 
 @dataclass(frozen=True)

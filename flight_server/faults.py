@@ -19,7 +19,8 @@ from clients.errors import Internal, InvalidRequest, Unavailable
 
 log = logging.getLogger("miniodb.faults")
 
-STEPS = ("parquet_written", "object_put", "metadata_committed", "commit_reply_lost", "wal_remove")
+STEPS = ("parquet_written", "object_put", "metadata_committed", "commit_reply_lost", "wal_remove",
+         "cluster_fragment")  # the last: a peer receiving a fragment of a distributed query
 
 
 class CrashPoints:

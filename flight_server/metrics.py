@@ -84,6 +84,14 @@ class Metrics:
         # errors, cluster
         self.errors = Counter("miniodb_errors", "Errors returned to clients", ["code"], registry=r)
         self.live_nodes = Gauge("miniodb_live_nodes", "Live nodes seen in the registry", registry=r)
+        self.query_fragments = Counter("miniodb_query_fragments", "Query fragments run, by this node's role",
+                                       ["role"], registry=r)
+        self.peer_request = Histogram("miniodb_peer_request_seconds", "Internal calls to peers (pin, fragment)",
+                                      registry=r)
+        self.peer_failures = Counter("miniodb_peer_failures", "Peers dropped from a query (error or timeout)",
+                                     registry=r)
+        self.replanned_files = Counter("miniodb_replanned_files", "Files moved off a failed peer onto another node",
+                                       registry=r)
         # REST gateway
         self.http_requests = Counter("miniodb_http_requests", "REST gateway requests",
                                      ["method", "route", "status"], registry=r)

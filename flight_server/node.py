@@ -29,6 +29,7 @@ from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
 from .config import Settings, unknown_env_message
+from .coordinator.service import ClusterService
 from .datadir import DataDirLock
 from .dml import UpdateExecutor
 from .faults import CrashPoints
@@ -119,7 +120,7 @@ class Node:
                                  recycle_bytes=s.wal.recycle_bytes)
         self.buffers = BufferManager(s.buffer.size, s.buffer.flush_interval, s.buffer.max_bytes)
         self.file_cache = FileCache(self.store, s.cache_dir, s.query.file_cache_bytes)
-        crash = CrashPoints(s.debug.crash_at)
+        crash = self.faults = CrashPoints(s.debug.crash_at)
         self.wal.fault = crash
         self.flusher = Flusher(self.node_id, self.catalog, self.store, self.wal, self.buffers, self.file_cache,
                                data / "tmp", on_flushed=self._on_flushed, faults=crash)
@@ -183,9 +184,11 @@ class Node:
                     log.warning("query.cache_distributed needs Redis metadata; the result cache stays local")
             self.result_cache = ResultCache(s.query.cache_max_bytes, s.query.cache_entry_max_bytes, shared)
         self.engine.system_tables = SystemTables(self, auth.current_principal, masked=self.api_keys is not None)
+        self.cluster = ClusterService(self)
         self.runner = QueryRunner(self.engine, self.resolver, self.catalog, self.buffers, self.querylog,
                                   self.metrics, self.result_cache, scope=auth.current_scope,
-                                  translate=translate_error)
+                                  translate=translate_error,
+                                  coordinator=self.cluster.coordinator if self.cluster.distributed else None)
 
     def auth_failed(self) -> None:
         self.metrics.errors.labels(code="unauthenticated").inc()
@@ -301,6 +304,14 @@ class Node:
     def status(self) -> dict:
         return self.actions.status()
 
+    def cluster_fragment(self, ticket: bytes) -> pa.Table:
+        """A peer's fragment of a distributed query (a signed ticket: coordinator/service.py)."""
+        return self.cluster.fragment(ticket)
+
+    def cluster_action(self, kind: str, body: bytes) -> dict:
+        """An internal call of a coordinator: pin, release, cancel (signed)."""
+        return self.cluster.action(kind, body)
+
     # -- stop ----------------------------------------------------------------------------
     def drain(self) -> None:
         """Leave the load balancer's pool: readiness answers 503 while everything still serves."""
@@ -339,6 +350,8 @@ class Node:
             self.metadata.unregister_node(self.node_id)
         except MinioDBError:
             pass
+        if getattr(self, "cluster", None) is not None:
+            self.cluster.close()
         self.resolver.close()
         if self.result_cache is not None:
             self.result_cache.close()

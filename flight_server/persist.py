@@ -130,7 +130,8 @@ class Flusher:
                 self.store.put_file(key, tmp)
                 self.faults("object_put")
                 entry = FileEntry(key=key, rows=data.num_rows, size=size, min_values=mins, max_values=maxs,
-                                  node_id=self.node_id, created_at=self._clock(), columns=tuple(schema.names))
+                                  node_id=self.node_id, created_at=self._clock(), columns=tuple(schema.names),
+                                  wal_seq=max(batch.seqs))
                 with self.buffers.commit_lock(name):
                     committing = True
                     try:

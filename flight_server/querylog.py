@@ -63,6 +63,9 @@ class QueryRecord:
     rows: int | None = None
     bytes: int | None = None
     error_code: str = ""
+    nodes: tuple[str, ...] = ()  # a distributed query: the nodes that took part
+    missing_nodes: tuple[str, ...] = ()  # ... and those whose buffered rows are missing from the answer
+    missing_rows: int | None = 0  # None: unknown
     _t0: float = field(default=0.0, repr=False)
     _hooks: list[Callable[[QueryRecord], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -75,6 +78,10 @@ class QueryRecord:
         self.files_pruned = int(stats.get("files_pruned", 0) or 0)
         self.bytes_read = int(stats.get("bytes_fetched", 0) or 0)
         self.buffer_rows = int(stats.get("buffer_rows", 0) or 0)
+        self.nodes = tuple(stats.get("nodes") or ())
+        self.missing_nodes = tuple(stats.get("missing_nodes") or ())
+        missing = stats.get("missing_rows", 0)
+        self.missing_rows = int(missing) if missing is not None else None
         self.execute_ms = (time.perf_counter() - self._t0) * 1000
         if rows is not None:
             self.rows, self.bytes = rows, nbytes
@@ -126,6 +133,12 @@ class QueryRecord:
         out = [(p + "query-id", self.query_id), (p + "cache-hit", "true" if self.cache_hit else "false"),
                (p + "files-scanned", str(self.files_scanned)), (p + "files-pruned", str(self.files_pruned)),
                (p + "bytes-read", str(self.bytes_read))]
+        if self.nodes:
+            out.append((p + "nodes", ",".join(self.nodes)))
+        if self.missing_nodes:  # an incomplete answer is never silent
+            out.append((p + "missing-nodes", ",".join(self.missing_nodes)))
+            if self.missing_rows is not None:  # unknown when a node could not even be asked
+                out.append((p + "missing-rows", str(self.missing_rows)))
         if self.rows is not None:
             out += [(p + "rows", str(self.rows)), (p + "bytes", str(self.bytes))]
         total = self.duration_ms if self.duration_ms is not None else self.execute_ms

@@ -26,6 +26,8 @@ import pyarrow.flight as flight
 from clients import protocol
 from clients.errors import InvalidRequest, Unimplemented
 
+from ..coordinator.cluster import ACTIONS as CLUSTER_ACTIONS
+from ..coordinator.cluster import FRAGMENT_PREFIX
 from .api import NodeAPI
 from .catalog_handlers import FIXED_SCHEMAS, CatalogHandlers
 from .errors import flight_errors, quiet_tracebacks
@@ -99,6 +101,8 @@ class MinioFlightServer(StatementHandlers, CatalogHandlers, flight.FlightServerB
 
     @flight_errors
     def do_get(self, context, ticket):
+        if ticket.ticket.startswith(FRAGMENT_PREFIX):  # a peer's fragment, signed (coordinator/service.py)
+            return flight.RecordBatchStream(self.node.cluster_fragment(ticket.ticket))
         name, msg = self._decode(ticket.ticket, "DoGet")
         return self._handler("do_get", name, msg)(context, msg)
 
@@ -114,6 +118,8 @@ class MinioFlightServer(StatementHandlers, CatalogHandlers, flight.FlightServerB
     def do_action(self, context, action):
         kind = action.type
         body = action.body.to_pybytes() if action.body is not None else b""
+        if kind in CLUSTER_ACTIONS:  # internal, signed with the cluster credential
+            return [flight.Result(pa.py_buffer(orjson.dumps(self.node.cluster_action(kind, body))))]
         if kind in protocol.CUSTOM_ACTIONS:
             try:
                 args = protocol.loads(body) if body.strip() else {}

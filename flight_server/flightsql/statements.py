@@ -23,6 +23,7 @@ from clients import protocol
 from clients.errors import Cancelled, InvalidRequest, NotFound, Unimplemented
 from clients.protocol import flight_pb2, sql_pb2
 
+from ..coordinator.cluster import cancellable
 from ..dml import param_rows, parameter_schema
 from ..query.statement import Statement, refuse, statement
 from ..querylog import add_headers, add_trailers
@@ -79,7 +80,8 @@ class StatementHandlers:
             ticket = protocol.pack(sql_pb2.TicketStatementQuery(statement_handle=orjson.dumps({"done": count})))
             return flight.FlightInfo(EMPTY_SCHEMA, descriptor, [flight.FlightEndpoint(ticket, [])], count, -1)
         rows = param_rows(params) or [None]
-        first = self.node.query(st, rows[0])
+        with cancellable(context):  # a distributed query stops its peers when the client gives up
+            first = self.node.query(st, rows[0])
         execution = Execution(st.sql, first, rows[1:])
         if not execution.rest:
             execution.prefetch(PREFETCH_BYTES)

@@ -123,9 +123,10 @@ class FileEntry:
     node_id: str = ""
     created_at: float = 0.0
     columns: tuple[str, ...] = ()  # columns present in the file (older files lack newer columns)
+    wal_seq: int = 0  # highest WAL sequence of the committing node's rows in it (0: unknown, adopted)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "key": self.key,
             "columns": list(self.columns),
             "rows": self.rows,
@@ -135,6 +136,9 @@ class FileEntry:
             "node_id": self.node_id,
             "created_at": self.created_at,
         }
+        if self.wal_seq:
+            out["wal_seq"] = self.wal_seq
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> FileEntry:
@@ -147,6 +151,7 @@ class FileEntry:
             node_id=d.get("node_id", ""),
             created_at=float(d.get("created_at", 0.0)),
             columns=tuple(d.get("columns") or ()),
+            wal_seq=int(d.get("wal_seq") or 0),
         )
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ from .statement import Statement, as_statement
 log = logging.getLogger("miniodb.query")
 
 SCHEMA_CACHE_SIZE = 4096
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?!ANALY[SZ]E\b)", re.I)
 _generation = itertools.count(1)
 
 
@@ -78,7 +80,7 @@ class QueryRunner:
     def __init__(self, engine: QueryEngine, resolve: Callable, catalog: Catalog, buffers: BufferManager,
                  querylog: QueryLog, metrics: Metrics, cache: ResultCache | None = None,
                  scope: Callable[[], Any] = lambda: None,
-                 translate: Callable[[BaseException], MinioDBError] | None = None):
+                 translate: Callable[[BaseException], MinioDBError] | None = None, coordinator: Any = None):
         self.engine = engine
         self.resolve = resolve
         self.catalog = catalog
@@ -88,11 +90,25 @@ class QueryRunner:
         self.cache = cache
         self.scope = scope
         self.translate = translate
+        self.coordinator = coordinator  # coordinator.Coordinator: SELECTs over every live node
         self._schemas: dict[tuple, pa.Schema] = {}  # see schema()
         self._lock = threading.Lock()
 
-    def cache_key(self, st: Statement, params: Any) -> CacheKey | None:
-        """The exact key of a cacheable SELECT, or None (read before execution: see module doc)."""
+    def cache_key(self, st: Statement, params: Any, session: Any = None) -> CacheKey | None:
+        """The exact key of a cacheable SELECT, or None (read before execution: see module doc).
+        A distributed query's key holds every pinned buffer (``session.signature()``), not only
+        this node's; its committed versions are read before the pins (``_key_parts``)."""
+        parts = self._key_parts(st, params) if session is None else session.key_parts
+        if parts is None:
+            return None
+        parts, shared = list(parts[0]), parts[1]
+        if session is not None:
+            parts.append(session.signature())
+            shared = shared and not session.buffered
+        raw = orjson.dumps(parts, default=repr)
+        return CacheKey(hashlib.sha256(raw).hexdigest(), shared)
+
+    def _key_parts(self, st: Statement, params: Any, local: bool = True) -> tuple[list, bool] | None:
         if st.kind != "SELECT" or not st.cacheable:
             return None
         parts: list[Any] = [st.digest, _params_key(params)]
@@ -106,13 +122,14 @@ class QueryRunner:
                 return None  # NotFound comes from the engine
             info = m.info
             parts.append((info.name, info.table_id, info.schema_version, m.version))
+            if not local:
+                continue
             with self.buffers.lock:
                 buf = self.buffers.get(info.name)
                 if buf is not None and buf.table_id == info.table_id and buf.rows:
                     parts.append((buffer_generation(buf), buf.version))
                     shared = False
-        raw = orjson.dumps(parts, default=repr)
-        return CacheKey(hashlib.sha256(raw).hexdigest(), shared)
+        return parts, shared
 
     # -- running -------------------------------------------------------------------------
     def run(self, sql: str | Statement, params: Any = None) -> QueryResult:
@@ -126,12 +143,30 @@ class QueryRunner:
         nparams = len(params) if isinstance(params, list | tuple | dict) else 0
         record = self.log.start(st.sql, kind, principal=getattr(scope, "principal", "") or "", params=nparams)
         started = time.perf_counter()
+        session = None
         try:
-            key = self.cache_key(st, params) if self.cache is not None else None
+            if self.coordinator is not None and kind == "EXPLAIN":
+                explained = self._explain(st)
+                if explained is not None:
+                    record.executed({}, False)
+                    return self._tracked(explained, record, None)
+            # a distributed query: the committed versions are read before the pins (the key's rule)
+            parts = None
+            if self.coordinator is not None and self.cache is not None:
+                parts = self._key_parts(st, params, local=False)
+            if self.coordinator is not None:
+                session = self.coordinator.begin(st, params)
+            if session is not None:
+                session.key_parts = parts
+            key = self.cache_key(st, params, session) if self.cache is not None else None
             hit = self.cache.get(key) if key is not None and self.cache is not None else None
             if hit is not None:
+                if session is not None:
+                    self.coordinator.release(session)
                 result = QueryResult(hit.table.to_reader(), kind, {"cache_hit": True, "shared_hit": hit.shared},
                                      table=hit.table)
+            elif session is not None:
+                result = self.coordinator.execute(session)
             else:
                 result = self.engine.execute(st, params, self.resolve)
         except Exception as exc:
@@ -159,6 +194,18 @@ class QueryRunner:
         result.stats["query_id"] = record.query_id
         result.stats["cache_hit"] = hit is not None
         return self._tracked(result, record, key if hit is None else None)
+
+    def _explain(self, st: Statement) -> QueryResult | None:
+        """EXPLAIN of a distributed SELECT: the distributed plan (None: DuckDB's EXPLAIN)."""
+        m = _EXPLAIN.match(st.sql)
+        if m is None:
+            return None
+        inner = as_statement(st.sql[m.end():])
+        session = self.coordinator.begin(inner)
+        if session is None:
+            return None
+        table = self.coordinator.explain(session)
+        return QueryResult(table.to_reader(), st.kind, {}, table=table)
 
     def _tracked(self, result: QueryResult, record: QueryRecord, fill: CacheKey | None) -> QueryResult:
         """Attach the end hooks: the record finishes (metrics, trailers), the cache fills."""

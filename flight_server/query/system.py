@@ -40,7 +40,8 @@ QUERIES_SCHEMA = pa.schema([
     ("files_total", pa.int64()), ("files_scanned", pa.int64()), ("files_pruned", pa.int64()),
     ("bytes_read", pa.int64()), ("buffer_rows", pa.int64()), ("params", pa.int64()),
     ("rows", pa.int64()), ("bytes", pa.int64()), ("execute_ms", pa.float64()), ("duration_ms", pa.float64()),
-    ("error_code", pa.string()),
+    ("error_code", pa.string()), ("nodes", pa.string()), ("missing_nodes", pa.string()),
+    ("missing_rows", pa.int64()),
 ])
 TABLES_SCHEMA = pa.schema([
     ("name", pa.string()), ("table_id", pa.string()), ("columns", pa.int64()), ("time_column", pa.string()),
@@ -55,6 +56,7 @@ FILES_SCHEMA = pa.schema([
 NODES_SCHEMA = pa.schema([
     ("node_id", pa.string()), ("flight_uri", pa.string()), ("rest_uri", pa.string()),
     ("metrics_uri", pa.string()), ("version", pa.string()), ("started_at", _TS), ("is_self", pa.bool_()),
+    ("state", pa.string()), ("last_heartbeat", _TS), ("role", pa.string()),
 ])
 
 
@@ -150,7 +152,9 @@ class SystemTables:
                       "cache_hit": r.cache_hit, "files_total": r.files_total, "files_scanned": r.files_scanned,
                       "files_pruned": r.files_pruned, "bytes_read": r.bytes_read, "buffer_rows": r.buffer_rows,
                       "params": r.params, "rows": r.rows, "bytes": r.bytes, "execute_ms": r.execute_ms,
-                      "duration_ms": r.duration_ms, "error_code": r.error_code or None}
+                      "duration_ms": r.duration_ms, "error_code": r.error_code or None,
+                      "nodes": ",".join(r.nodes) or None, "missing_nodes": ",".join(r.missing_nodes) or None,
+                      "missing_rows": r.missing_rows if r.missing_nodes else None}
             for k, v in values.items():
                 cols[k].append(v)
         return pa.table(cols, schema=QUERIES_SCHEMA)
@@ -207,7 +211,9 @@ class SystemTables:
         for n in sorted(live, key=lambda n: n.node_id):
             values = {"node_id": n.node_id, "flight_uri": n.flight_uri, "rest_uri": n.rest_uri,
                       "metrics_uri": n.metrics_uri, "version": n.version, "started_at": _ts(n.started_at),
-                      "is_self": n.node_id == node.node_id}
+                      "is_self": n.node_id == node.node_id, "state": "live",
+                      "last_heartbeat": _ts(n.last_seen) if n.last_seen else None,
+                      "role": "self" if n.node_id == node.node_id else "peer"}
             for k, v in values.items():
                 cols[k].append(v)
         return pa.table(cols, schema=NODES_SCHEMA)

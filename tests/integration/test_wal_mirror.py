@@ -37,9 +37,10 @@ def mirrored_seqs(moto, bucket: str, node_id: str) -> list[int]:
 
 
 def mirror_env(moto, bucket, redis, prefix, node_id: str) -> dict:
-    # buffers so large and flushes so rare that nothing is persisted unless asked
+    # buffers so large and flushes so rare that nothing is persisted unless asked; each node
+    # answers from its own view (coordinator.mode local), so adoption is what makes rows appear
     return {**server_mode_env(moto, bucket, redis, prefix, BUFFER_SIZE="100000000",
-                              BUFFER_FLUSH_INTERVAL="3600", WAL_MIRROR="object_store"),
+                              BUFFER_FLUSH_INTERVAL="3600", WAL_MIRROR="object_store", COORDINATOR_MODE="local"),
             "MINIODB_SERVER_NODE_ID": node_id}
 
 
