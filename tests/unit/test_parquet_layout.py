@@ -1,6 +1,7 @@
 """How a flush lays out a data file: DECIMAL columns as INT64 (DuckDB decodes those several
 times faster than pyarrow's default FIXED_LEN_BYTE_ARRAY), exact round trip, and the per row
-group min/max statistics DuckDB prunes on (e.g. TPC-H Q6's range on l_shipdate)."""
+group min/max statistics DuckDB prunes on (e.g. TPC-H Q6's range on l_shipdate), and
+dictionaries on the repetitive columns only."""
 
 from __future__ import annotations
 
@@ -77,3 +78,21 @@ def test_flushed_decimal_is_int64_exact_and_has_statistics(tmp_path: Path) -> No
                       f"FROM read_parquet('{path}')").fetchall()
     assert got == want
     con.close()
+
+
+def test_flush_dictionary_encodes_repetitive_columns_only(tmp_path: Path) -> None:
+    rows = 20_000
+    source = pa.table({
+        "discount": pa.array([decimal.Decimal(i % 11).scaleb(-2) for i in range(rows)], pa.decimal128(15, 2)),
+        "quantity": pa.array([i % 50 for i in range(rows)], pa.int64()),
+        "id": pa.array([i * 2654435761 % (1 << 40) for i in range(rows)], pa.int64()),  # all distinct
+        "price": pa.array([i * 1.37 for i in range(rows)], pa.float64()),
+        "flag": pa.array(["AB"[i % 2] for i in range(rows)], pa.string()),
+    })
+    f = pq.ParquetFile(_flushed_file(tmp_path, source))
+    rg = f.metadata.row_group(0)
+    dictionary = {rg.column(i).path_in_schema for i in range(rg.num_columns) if rg.column(i).has_dictionary_page}
+    assert dictionary == {"discount", "quantity", "flag"}
+    back = f.read()
+    for name in source.column_names:
+        assert back.column(name).equals(source.column(name)), name
