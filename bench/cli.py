@@ -66,8 +66,8 @@ def _positive(ctx, param, value):
 def bench(workload, uri, rest_url, username, password, rows, repeat, report, plot, json_path, rest_rows,
           latency_queries, memory_rows, seed, scale, keep_data):
     """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache, mirror, tpch
-    or all) with its baselines (security: auth/TLS off vs on; cache: result cache hits; tpch: the 22
-    TPC-H queries at --scale vs DuckDB; none of these three is part of all)."""
+    or all) with its baselines (security: auth/TLS off vs on; cache: result cache hits: neither is part
+    of all; tpch: the 22 TPC-H queries at --scale vs DuckDB in-process)."""
     from rich.console import Console
 
     from . import report as rpt

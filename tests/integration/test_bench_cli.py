@@ -49,7 +49,7 @@ def test_bench_rejects_bad_options():
 @pytest.mark.slow
 def test_bench_all_tiny(tmp_path):
     report, plot, out = tmp_path / "RESULTS.md", tmp_path / "results.png", tmp_path / "results.json"
-    cmd = [sys.executable, "-m", "clients.cli", "bench", "all", "--rows", "10000", "--repeat", "1",
+    cmd = [sys.executable, "-m", "clients.cli", "bench", "all", "--rows", "10000", "--repeat", "1", "--scale", "0.01",
            "--report", str(report), "--plot", str(plot), "--json", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
