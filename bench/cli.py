@@ -20,8 +20,14 @@ from click.core import ParameterSource
 
 from clients import errors
 
-CHOICES = ("all", "ingest", "query", "export", "rest", "latency", "memory", "security", "cache", "mirror")
+CHOICES = ("all", "ingest", "query", "export", "rest", "latency", "memory", "security", "cache", "mirror", "tpch")
 MEMORY_DEFAULT = 50_000_000
+
+
+def _positive_float(ctx, param, value):
+    if value is not None and not value > 0:
+        raise click.BadParameter("must be greater than 0")
+    return value
 
 
 def _positive(ctx, param, value):
@@ -54,12 +60,14 @@ def _positive(ctx, param, value):
               help=f"rows of the memory workload [default: {MEMORY_DEFAULT:,}; "
                    f"with 'all': min({MEMORY_DEFAULT:,}, 25 x --rows)]")
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--scale", type=float, default=1.0, show_default=True, callback=_positive_float,
+              help="TPC-H scale factor of the tpch workload (tpchgen-cli; 1 = 6M lineitem rows)")
 @click.option("--keep-data", is_flag=True, help="keep the temp folder (node data, logs) and the bench tables")
 def bench(workload, uri, rest_url, username, password, rows, repeat, report, plot, json_path, rest_rows,
-          latency_queries, memory_rows, seed, keep_data):
-    """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache, mirror or all)
-    with its baselines (security: auth/TLS off vs on; cache: result cache hits; mirror: wal.mirror off
-    vs on; none of these three is part of all)."""
+          latency_queries, memory_rows, seed, scale, keep_data):
+    """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache, mirror, tpch
+    or all) with its baselines (security: auth/TLS off vs on; cache: result cache hits: neither is part
+    of all; tpch: the 22 TPC-H queries at --scale vs DuckDB in-process)."""
     from rich.console import Console
 
     from . import report as rpt
@@ -75,13 +83,14 @@ def bench(workload, uri, rest_url, username, password, rows, repeat, report, plo
     command = _command_line(click.get_current_context(), workload)
     opts = Options(workloads=names, uri=uri, rest_url=rest_url, username=username, password=password,
                    rows=rows, repeat=repeat, rest_rows=rest_rows, latency_queries=latency_queries,
-                   memory_rows=memory_rows, seed=seed, keep_data=keep_data, command=command)
+                   memory_rows=memory_rows, seed=seed, scale=scale, keep_data=keep_data, command=command)
     console = Console(stderr=True, log_path=False)
     started = time.perf_counter()
     meta = {"command": command, "started_at": rpt.utc_now(), "repeat": repeat, "machine": rpt.machine_info(),
             "options": {"workloads": ",".join(names), "rows": rows, "repeat": repeat,
                         "rest_rows": min(rows, rest_rows), "latency_queries": latency_queries,
-                        "memory_rows": memory_rows if "memory" in names else None, "seed": seed}}
+                        "memory_rows": memory_rows if "memory" in names else None, "seed": seed,
+                        "scale": scale if "tpch" in names else None}}
     try:
         with Bench(opts, console) as b:
             b.results.meta.update(meta)

@@ -60,6 +60,12 @@ def define(name: str, unit: str, better: str, description: str, target: float | 
 
 # The stable names asked for by the node (#2), protocol (#3) and gateway (#5) issues.
 STABLE = (
+    define("tpch_sf1_geomean_vs_duckdb", "x", LOWER,
+           "TPC-H SF1 (tpchgen-cli, 8 tables loaded over ADBC, flushed): geometric mean over the 22 "
+           "queries of ADBC time / DuckDB in-process time over the tpchgen Parquet files", 1.15, "speed #15"),
+    define("tpch_sf1_worst_vs_duckdb", "x", LOWER,
+           "TPC-H SF1: the worst of the 22 per-query ratios (ADBC time / DuckDB in-process time)",
+           1.5, "speed #15"),
     define("ingest_vs_raw_flight", "x", HIGHER,
            "ADBC adbc_ingest rows/s (durable ack) / raw pyarrow.flight do_put rows/s, narrow table",
            0.5, "node #2"),

@@ -37,7 +37,9 @@ WIDE = "bench_wide"
 SMALL = "bench_small_table"
 REST = "bench_rest"
 MEMORY = "bench_memory"
-BENCH_TABLES = (NARROW, WIDE, SMALL, REST, MEMORY)
+TPCH_TABLES = tuple(f"bench_tpch_{t}" for t in ("region", "nation", "supplier", "customer", "part",
+                                                  "partsupp", "orders", "lineitem"))
+BENCH_TABLES = (NARROW, WIDE, SMALL, REST, MEMORY, *TPCH_TABLES)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Options:
     small_rows: int = 1000
     memory_rows: int = 50_000_000
     seed: int = 42
+    scale: float = 1.0  # TPC-H scale factor (the tpch workload)
     keep_data: bool = False
     command: str = ""
 

@@ -44,7 +44,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import redis
 
 from clients.errors import MinioDBError, NotFound, Unavailable
@@ -55,7 +54,7 @@ from .ingest import complete_batches
 from .metadata.base import FileEntry, MetadataStore, WatermarkFenced
 from .metadata.redis import RedisMetadataStore
 from .paths import data_file_key, parse_wal_mirror_key, wal_mirror_prefix
-from .persist import ROW_GROUP_ROWS, dictionary_columns
+from .persist import write_parquet
 from .schema import conform
 from .stats import column_stats
 from .storage.base import ObjectStore
@@ -264,8 +263,7 @@ class WalAdopter:
         key = None
         committing = False
         try:
-            pq.write_table(data, tmp, compression="zstd", write_statistics=True, row_group_size=ROW_GROUP_ROWS,
-                           use_dictionary=dictionary_columns(info.schema))
+            write_parquet(data, tmp, info.schema)
             mins, maxs = column_stats(data)
             seq = self.metadata.next_sequence(f"file:{dead}")
             key = data_file_key(table, _day(data, info.time_column), dead, seq)

@@ -35,7 +35,7 @@ def test_empty_report_still_names_every_stable_metric():
 def test_bench_help_is_lazy_and_lists_workloads():
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0, result.output
-    for word in ("ingest", "query", "export", "rest", "latency", "all", "--rows", "--repeat", "--report",
+    for word in ("ingest", "query", "export", "rest", "latency", "tpch", "all", "--rows", "--repeat", "--scale", "--report",
                  "--plot", "--json", "--uri"):
         assert word in result.output
 
@@ -49,7 +49,7 @@ def test_bench_rejects_bad_options():
 @pytest.mark.slow
 def test_bench_all_tiny(tmp_path):
     report, plot, out = tmp_path / "RESULTS.md", tmp_path / "results.png", tmp_path / "results.json"
-    cmd = [sys.executable, "-m", "clients.cli", "bench", "all", "--rows", "10000", "--repeat", "1",
+    cmd = [sys.executable, "-m", "clients.cli", "bench", "all", "--rows", "10000", "--repeat", "1", "--scale", "0.01",
            "--report", str(report), "--plot", str(plot), "--json", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
@@ -70,3 +70,28 @@ def test_bench_all_tiny(tmp_path):
                                                            "minimal_flightsql_minimal"}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.stat().st_size > 10_000
+
+
+def test_bench_tpch_rejects_a_scale_of_zero():
+    result = CliRunner().invoke(main, ["bench", "tpch", "--scale", "0"])
+    assert result.exit_code == 2
+    assert "--scale" in result.output
+
+
+@pytest.mark.slow
+def test_bench_tpch_tiny(tmp_path):
+    """All 22 queries over tpchgen data loaded through ADBC: every answer equals DuckDB's."""
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, "-m", "clients.cli", "bench", "tpch", "--scale", "0.01", "--repeat", "1",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    data = json.loads(out.read_text())
+    geo = data["metrics"]["tpch_sf0_01_geomean_vs_duckdb"]
+    assert geo["value"] > 0 and geo["target"] is None
+    assert geo["wrong_answers"] == 0 and geo["queries"] == 22 and len(geo["per_query"]) == 22
+    assert data["metrics"]["tpch_sf0_01_worst_vs_duckdb"]["value"] >= geo["value"]
+    assert data["metrics"]["tpch_sf1_geomean_vs_duckdb"]["value"] is None  # another scale's name
+    systems = {(m["workload"], m["system"]) for m in data["measurements"]}
+    assert {(f"tpch_sf0_01_q{n}", s) for n in range(1, 23) for s in ("miniodb", "duckdb")} <= systems
+    assert data["meta"]["options"]["scale"] == 0.01
