@@ -212,6 +212,22 @@ class Bench:
             cur.execute(sql)
             return cur.fetch_arrow_table()
 
+    def timed_pair(self, sql: str, ours, base, duck) -> tuple:
+        """Two runners of ``sql``, each recording its time: through ADBC into ``ours``, and with
+        DuckDB in-process (``duck.timed``) into ``base``; each returns its result."""
+        def run_ours() -> pa.Table:
+            started = time.perf_counter()
+            out = self.adbc_query(sql)
+            ours.seconds.append(time.perf_counter() - started)
+            return out
+
+        def run_duck() -> pa.Table:
+            seconds, out = duck.timed(sql)
+            base.seconds.append(seconds)
+            return out
+
+        return run_ours, run_duck
+
     def adbc_ingest(self, table: str, schema: pa.Schema, batches, mode: str = "create_append") -> int:
         with self.adbc().cursor() as cur:
             return cur.adbc_ingest(table, adbc_source(schema, batches), mode=mode)

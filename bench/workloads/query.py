@@ -5,8 +5,6 @@ rows/s here is the table's rows scanned per second of median time."""
 
 from __future__ import annotations
 
-import time
-
 from .. import queries
 from ..baselines.duckdb_local import DuckDBLocal
 from ..metrics import REGISTRY, Measurement
@@ -35,16 +33,7 @@ def _one(b: Bench, duck: DuckDBLocal, q: queries.Query, table: str, task) -> Non
     ours = b.results.add(Measurement(q.name, q.title, "miniodb", "MinIODB · ADBC", rows, 0, ratios=[metric]))
     base = b.results.add(Measurement(q.name, q.title, "duckdb", "DuckDB in-process, same Parquet", rows, 0))
 
-    def run_ours():
-        started = time.perf_counter()
-        out = b.adbc_query(sql)
-        ours.seconds.append(time.perf_counter() - started)
-        return out
-
-    def run_duck():
-        seconds, out = duck.timed(sql)
-        base.seconds.append(seconds)
-        return out
+    run_ours, run_duck = b.timed_pair(sql, ours, base, duck)
 
     got, want = run_ours(), run_duck()  # warm-up, not counted
     ours.seconds.clear()

@@ -220,16 +220,7 @@ def _one(b: Bench, duck: DuckDBLocal, n: int, tag: str, task) -> tuple[float | N
     ours = b.results.add(Measurement(f"tpch_{tag}_q{n}", title, "miniodb", "MinIODB · ADBC"))
     base = b.results.add(Measurement(f"tpch_{tag}_q{n}", title, "duckdb", "DuckDB in-process, tpchgen Parquet"))
 
-    def run_ours():
-        started = time.perf_counter()
-        out = b.adbc_query(sql)
-        ours.seconds.append(time.perf_counter() - started)
-        return out
-
-    def run_duck():
-        seconds, out = duck.timed(sql)
-        base.seconds.append(seconds)
-        return out
+    run_ours, run_duck = b.timed_pair(sql, ours, base, duck)
 
     if n % 2:  # warm-up (not counted), whichever went first last time goes second
         got, want = run_ours(), run_duck()
