@@ -309,12 +309,16 @@ class Node:
         """A peer's fragment of a distributed query (a signed ticket: coordinator/service.py)."""
         return self.cluster.fragment(ticket)
 
-    def query_endpoints(self, sql: Any, requested: bool | None = None) -> tuple[pa.Schema, list] | None:
+    def query_endpoints(self, sql: Any, requested: Callable[[], bool | None] | None = None
+                        ) -> tuple[pa.Schema, list] | None:
         """Multi-endpoint FlightInfo of a plain scan (coordinator/endpoints.py): (schema,
-        [(location, ticket)]), or None for the single endpoint. ``requested``: the session's
-        ``miniodb.multi_endpoint``; None: ``coordinator.multi_endpoint``."""
-        want = self.settings.coordinator.multi_endpoint if requested is None else requested
-        if not want or not self.cluster.distributed:
+        [(location, ticket)]), or None for the single endpoint. ``requested()``: the session's
+        ``miniodb.multi_endpoint`` (None when unset: ``coordinator.multi_endpoint`` decides)."""
+        if not self.cluster.distributed:
+            return None
+        asked = requested() if requested is not None else None
+        want = self.settings.coordinator.multi_endpoint if asked is None else asked
+        if not want:
             return None
         st = as_statement(sql)
         if st.kind != "SELECT" or st.param_count:

@@ -103,7 +103,9 @@ class StatementHandlers:
 
     def _multi_endpoint(self, context, st: Statement, descriptor) -> flight.FlightInfo | None:
         """Opt-in: a plain scan as one endpoint per node holding data (coordinator/endpoints.py)."""
-        requested = self.sessions.options(self._session_keys(context)).get(MULTI_ENDPOINT)
+        def requested() -> bool | None:  # asked only in a cluster (a SELECT on one node skips the lookup)
+            return self.sessions.options(self._session_keys(context)).get(MULTI_ENDPOINT)
+
         with cancellable(context):
             found = self.node.query_endpoints(st, requested)
         if found is None:
