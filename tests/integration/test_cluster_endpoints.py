@@ -141,3 +141,31 @@ def test_the_session_option_is_validated(cluster) -> None:
     result = protocol.decode(flight_pb2.SetSessionOptionsResult, body[0])
     assert result.errors["miniodb.multi_endpoint"].value == flight_pb2.SetSessionOptionsResult.INVALID_VALUE
     fc.close()
+
+
+KEYS = ("endpoint-key-one-7c2a", "endpoint-key-two-41fe")
+
+
+def test_adbc_with_auth_sends_its_credential_to_every_location(
+        node_factory, redis_server, redis_prefix, moto_server, s3_bucket) -> None:
+    auth = {"SERVER_AUTH_ENABLED": "true", "SERVER_API_KEYS": ",".join(KEYS), "COORDINATOR_MULTI_ENDPOINT": "true"}
+    a, b = (node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"a{i}", **auth),
+                         name=f"a{i}") for i in range(2))
+    with a.client(password=KEYS[0], username="u") as ca, b.client(password=KEYS[1], username="u") as cb:
+        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
+                   timeout=30, what="two live nodes")
+        assert ca.ingest("t", rows(0, 10)) == 10
+        assert cb.ingest("t", rows(100, 5)) == 5  # buffered on b: its endpoint must be read from b
+    fc = flight.FlightClient(a.flight)
+    token = fc.authenticate_basic_token("u", KEYS[0])
+    info = fc.get_flight_info(_desc("SELECT id FROM t"), flight.FlightCallOptions(headers=[token]))
+    fc.close()
+    assert len(info.endpoints) == 2 and {e.locations[0].uri.decode() for e in info.endpoints} == {a.flight, b.flight}
+    with a.adbc(db_kwargs={"username": "u", "password": KEYS[0]}) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM t")
+        assert sorted(cur.fetch_arrow_table().column("id").to_pylist()) == [*range(10), *range(100, 105)]
+    nobody = flight.FlightClient(b.flight)
+    ep = next(e for e in info.endpoints if e.locations[0].uri.decode() == b.flight)
+    with pytest.raises(flight.FlightUnauthenticatedError):  # a valid ticket still needs a credential
+        nobody.do_get(ep.ticket).read_all()
+    nobody.close()
