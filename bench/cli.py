@@ -66,9 +66,10 @@ def _positive(ctx, param, value):
 @click.option("--keep-data", is_flag=True, help="keep the temp folder (node data, logs) and the bench tables")
 def bench(workload, uri, rest_url, username, password, rows, repeat, report, plot, json_path, rest_rows,
           latency_queries, memory_rows, seed, scale, keep_data):
-    """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache, mirror, tpch
-    or all) with its baselines (security: auth/TLS off vs on; cache: result cache hits: neither is part
-    of all; tpch: the 22 TPC-H queries at --scale vs DuckDB in-process)."""
+    """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache, mirror, tpch,
+    cluster or all) with its baselines (security: auth/TLS off vs on; cache: result cache hits: neither is part
+    of all; tpch: the 22 TPC-H queries at --scale vs DuckDB in-process; cluster: three server-mode
+    nodes with their own redis-server and moto_server vs one node, not part of all)."""
     from rich.console import Console
 
     from . import report as rpt
