@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from clients import errors
 
-CHOICES = ("all", "ingest", "query", "export", "rest", "latency", "memory", "security", "cache", "mirror", "tpch")
+CHOICES = ("all", "ingest", "query", "export", "rest", "latency", "memory", "security", "cache", "mirror", "tpch", "cluster")
 MEMORY_DEFAULT = 50_000_000
 
 
@@ -60,14 +60,16 @@ def _positive(ctx, param, value):
               help=f"rows of the memory workload [default: {MEMORY_DEFAULT:,}; "
                    f"with 'all': min({MEMORY_DEFAULT:,}, 25 x --rows)]")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--scale", type=float, default=1.0, show_default=True, callback=_positive_float,
-              help="TPC-H scale factor of the tpch workload (tpchgen-cli; 1 = 6M lineitem rows)")
+@click.option("--scale", type=float, default=None, callback=_positive_float,
+              help="TPC-H scale factor (tpchgen-cli; 1 = 6M lineitem rows) [default: 1 for tpch and all, "
+                   "0.1 for cluster]")
 @click.option("--keep-data", is_flag=True, help="keep the temp folder (node data, logs) and the bench tables")
 def bench(workload, uri, rest_url, username, password, rows, repeat, report, plot, json_path, rest_rows,
           latency_queries, memory_rows, seed, scale, keep_data):
-    """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache, mirror, tpch
-    or all) with its baselines (security: auth/TLS off vs on; cache: result cache hits: neither is part
-    of all; tpch: the 22 TPC-H queries at --scale vs DuckDB in-process)."""
+    """Benchmark WORKLOAD (ingest, query, export, rest, latency, memory, security, cache, mirror, tpch,
+    cluster or all) with its baselines (security: auth/TLS off vs on; cache: result cache hits: neither is part
+    of all; tpch: the 22 TPC-H queries at --scale vs DuckDB in-process; cluster: three server-mode
+    nodes with their own redis-server and moto_server vs one node, not part of all)."""
     from rich.console import Console
 
     from . import report as rpt
@@ -78,6 +80,8 @@ def bench(workload, uri, rest_url, username, password, rows, repeat, report, plo
     names = ALL if workload == "all" else (workload,)
     if not uri:
         username = password = None  # the bench's own node has no auth
+    if scale is None:
+        scale = 0.1 if workload == "cluster" else 1.0
     if memory_rows is None:
         memory_rows = min(MEMORY_DEFAULT, 25 * rows) if workload == "all" else MEMORY_DEFAULT
     command = _command_line(click.get_current_context(), workload)
@@ -90,7 +94,7 @@ def bench(workload, uri, rest_url, username, password, rows, repeat, report, plo
             "options": {"workloads": ",".join(names), "rows": rows, "repeat": repeat,
                         "rest_rows": min(rows, rest_rows), "latency_queries": latency_queries,
                         "memory_rows": memory_rows if "memory" in names else None, "seed": seed,
-                        "scale": scale if "tpch" in names else None}}
+                        "scale": scale if {"tpch", "cluster"} & set(names) else None}}
     try:
         with Bench(opts, console) as b:
             b.results.meta.update(meta)

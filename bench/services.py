@@ -11,7 +11,9 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -122,6 +124,86 @@ def node_service(data_dir: Path, env: dict[str, str] | None = None) -> Service:
     # stops without the drain delay.
     return Service("node", args, data_dir.parent, env={"MINIODB_SERVER_DRAIN_DELAY": "0", **(env or {})},
                    clean_env_prefix="MINIODB_")
+
+
+class PortService:
+    """A third-party server (redis-server, moto_server) on a free loopback port: started,
+    waited for until it accepts connections, stopped with SIGTERM (SIGKILL after a while)."""
+
+    def __init__(self, name: str, cmd: list[str], port: int, workdir: Path, env: dict[str, str] | None = None):
+        self.name, self.cmd, self.port = name, cmd, port
+        self.workdir = Path(workdir)
+        self.env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / f"{name}.log"
+
+    def start(self, timeout: float = 30.0) -> PortService:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.workdir, env={**os.environ, **self.env}, start_new_session=True)
+        _RUNNING.add(self)  # type: ignore[arg-type] - stop(timeout=) like Service
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop(timeout=5)
+        raise ServiceError(f"{self.name} not listening on 127.0.0.1:{self.port} after {timeout:.0f}s")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        code = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    code = self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    code = self.proc.wait(timeout=30)
+            else:
+                code = self.proc.returncode
+        _RUNNING.discard(self)  # type: ignore[arg-type]
+        return code
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _binary(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if found is None:
+        raise ServiceError(f"{name} is not installed (redis-server: apt; moto_server: pip install 'moto[server]')")
+    return found
+
+
+def redis_service(workdir: Path) -> PortService:
+    """A throw-away redis-server (no persistence) for a bench cluster's metadata."""
+    port = free_port()
+    cmd = [_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--protected-mode", "no", "--daemonize", "no", "--dir", str(workdir)]
+    return PortService("redis-server", cmd, port, workdir)
+
+
+def moto_service(workdir: Path) -> PortService:
+    """An in-memory S3 (moto_server) for a bench cluster's objects; any access key works."""
+    port = free_port()
+    return PortService("moto_server", [_binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, workdir,
+                       env={"MOTO_PORT": str(port)})
 
 
 def baseline_service(name: str, module: str, workdir: Path, *extra: str) -> Service:

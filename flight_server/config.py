@@ -134,6 +134,7 @@ class CoordinatorSettings:
     max_parallel: int = 8  # peer calls in flight per query
     pin_ttl: float = 300.0  # seconds a peer keeps a query's pinned buffer rows if never released
     cluster_secret: str = ""  # signs internal calls; empty: derived from the first API key / the deployment
+    multi_endpoint: bool = False  # plain scans answer one FlightInfo endpoint per node (coordinator/endpoints.py)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from .persist import Flusher, FlushResult
 from .query.engine import QueryEngine, QueryResult
 from .query.resolve import TableResolver
 from .query.runner import QueryRunner
+from .query.statement import as_statement
 from .query.system import SystemTables
 from .querylog import QueryLog
 from .result_cache import RedisSharedCache, ResultCache
@@ -307,6 +308,24 @@ class Node:
     def cluster_fragment(self, ticket: bytes) -> pa.Table:
         """A peer's fragment of a distributed query (a signed ticket: coordinator/service.py)."""
         return self.cluster.fragment(ticket)
+
+    def query_endpoints(self, sql: Any, requested: Callable[[], bool | None] | None = None
+                        ) -> tuple[pa.Schema, list] | None:
+        """Multi-endpoint FlightInfo of a plain scan (coordinator/endpoints.py): (schema,
+        [(location, ticket)]), or None for the single endpoint. ``requested()``: the session's
+        ``miniodb.multi_endpoint`` (None when unset: ``coordinator.multi_endpoint`` decides)."""
+        if not self.cluster.distributed:
+            return None
+        asked = requested() if requested is not None else None
+        want = self.settings.coordinator.multi_endpoint if asked is None else asked
+        if not want:
+            return None
+        st = as_statement(sql)
+        if st.kind != "SELECT" or st.param_count:
+            return None
+        schema = self.runner.schema(st)
+        eps = self.cluster.endpoints(st, schema)
+        return None if eps is None else (schema, eps)
 
     def cluster_action(self, kind: str, body: bytes) -> dict:
         """An internal call of a coordinator: pin, release, cancel (signed)."""

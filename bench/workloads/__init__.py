@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import export, ingest, latency, memory, mirror, query, rest, security, tpch
+from . import cluster, export, ingest, latency, memory, mirror, query, rest, security, tpch
 
 WORKLOADS: dict[str, Callable] = {
     "ingest": ingest.run,
@@ -19,6 +19,7 @@ WORKLOADS: dict[str, Callable] = {
     "security": security.run,  # auth/TLS off vs on (four nodes of its own); not in "all"
     "cache": security.run_cache,  # result cache hits, in the node and through ADBC; not in "all"
     "mirror": mirror.run,  # wal.mirror off vs on (two nodes of its own)
-    "tpch": tpch.run,  # the 22 TPC-H queries at --scale vs DuckDB (the headline ratios)
+    "tpch": tpch.run,
+    "cluster": cluster.run,  # 3 server-mode nodes (own redis-server + moto_server) vs one; not in "all"  # the 22 TPC-H queries at --scale vs DuckDB (the headline ratios)
 }
 ALL = ("ingest", "export", "query", "latency", "rest", "memory", "mirror", "tpch")

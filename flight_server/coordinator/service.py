@@ -15,8 +15,10 @@ import pyarrow as pa
 
 from clients.errors import InvalidRequest, Unauthenticated
 
+from ..query.statement import Statement
 from .cluster import ACTION_CANCEL, ACTION_PIN, ACTION_RELEASE, Signer, derive_secret
 from .coordinator import Coordinator
+from .endpoints import conform_to, decode_schema, endpoints
 from .peer import PeerService
 from .peers import PeerClients
 
@@ -58,7 +60,16 @@ class ClusterService:
             raise InvalidRequest("malformed fragment ticket")
         self.metrics.query_fragments.labels(role="peer").inc()
         self.faults("cluster_fragment")
-        return self.peer.fragment(body)
+        table = self.peer.fragment(body)
+        if isinstance(body.get("schema"), str):  # a client's endpoint ticket (endpoints.py): exact types
+            table = conform_to(table, decode_schema(body["schema"]))
+        return table
+
+    def endpoints(self, st: Statement, schema: pa.Schema) -> list[tuple[str, bytes]] | None:
+        """One (location, signed ticket) per node holding data of a plain scan, or None."""
+        if not self.distributed:
+            return None
+        return endpoints(self.coordinator, st, schema)
 
     def action(self, kind: str, raw: bytes) -> dict:
         body = self.signer.verify(raw)

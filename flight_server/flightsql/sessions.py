@@ -4,7 +4,9 @@ A session is found by the ``arrow_flight_session_id`` cookie (the Flight specifi
 session cookie) and, for clients without a cookie jar (ADBC's default), by the gRPC peer of
 the connection. The first call that stores options answers with a ``Set-Cookie`` header.
 
-Accepted options: ``catalog`` (only ``miniodb``) and ``schema`` (a known schema). Anything else
+Accepted options: ``catalog`` (only ``miniodb``), ``schema`` (a known schema) and
+``miniodb.multi_endpoint`` (a bool, or the string ``true``/``false``: plain scans answer one
+FlightInfo endpoint per node holding data; coordinator/endpoints.py). Anything else
 is reported per option in ``SetSessionOptionsResult.errors`` (``INVALID_NAME`` /
 ``INVALID_VALUE``), as the specification asks, never as a failed call.
 """
@@ -24,6 +26,8 @@ from clients.protocol import flight_pb2
 from .metadata_commands import CATALOG, DEFAULT_SCHEMA
 
 COOKIE = "arrow_flight_session_id"
+MULTI_ENDPOINT = "miniodb.multi_endpoint"
+_BOOLS = {"true": True, "1": True, "on": True, "false": False, "0": False, "off": False}
 _Result = flight_pb2.SetSessionOptionsResult
 
 
@@ -106,6 +110,8 @@ class SessionStore:
         changes: dict[str, Any] = {}
         for name, raw in request.session_options.items():
             value = _value(raw)
+            if name == MULTI_ENDPOINT and isinstance(value, str) and value.lower() in _BOOLS:
+                value = _BOOLS[value.lower()]
             error = self._check(name, value)
             if error is not None:
                 result.errors[name].value = error
@@ -130,10 +136,12 @@ class SessionStore:
         return result, new_id
 
     def _check(self, name: str, value: Any) -> int | None:
-        if name not in ("catalog", "schema"):
+        if name not in ("catalog", "schema", MULTI_ENDPOINT):
             return _Result.INVALID_NAME
         if value is None:
             return None  # erase: back to the default
+        if name == MULTI_ENDPOINT:
+            return None if isinstance(value, bool) else _Result.INVALID_VALUE
         if not isinstance(value, str):
             return _Result.INVALID_VALUE
         if name == "catalog" and value.lower() != CATALOG:

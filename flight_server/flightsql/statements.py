@@ -39,6 +39,7 @@ from .prepared import (
     require,
 )
 from .results import PREFETCH_BYTES, Execution, PendingResults
+from .sessions import MULTI_ENDPOINT
 from .streaming import empty_stream, stream_execution
 
 # ADBC ingest modes <- TableDefinitionOptions
@@ -79,6 +80,10 @@ class StatementHandlers:
             count = self.node.execute_update(st.sql, params)
             ticket = protocol.pack(sql_pb2.TicketStatementQuery(statement_handle=orjson.dumps({"done": count})))
             return flight.FlightInfo(EMPTY_SCHEMA, descriptor, [flight.FlightEndpoint(ticket, [])], count, -1)
+        if params is None and st.kind == "SELECT":
+            multi = self._multi_endpoint(context, st, descriptor)
+            if multi is not None:
+                return multi
         rows = param_rows(params) or [None]
         with cancellable(context):  # a distributed query stops its peers when the client gives up
             first = self.node.query(st, rows[0])
@@ -95,6 +100,19 @@ class StatementHandlers:
         return flight.FlightInfo(first.schema, descriptor, [flight.FlightEndpoint(ticket, [])],
                                  table.num_rows if table is not None else -1,
                                  table.nbytes if table is not None else -1)
+
+    def _multi_endpoint(self, context, st: Statement, descriptor) -> flight.FlightInfo | None:
+        """Opt-in: a plain scan as one endpoint per node holding data (coordinator/endpoints.py)."""
+        def requested() -> bool | None:  # asked only in a cluster (a SELECT on one node skips the lookup)
+            return self.sessions.options(self._session_keys(context)).get(MULTI_ENDPOINT)
+
+        with cancellable(context):
+            found = self.node.query_endpoints(st, requested)
+        if found is None:
+            return None
+        schema, endpoints = found
+        eps = [flight.FlightEndpoint(ticket, [location] if location else []) for location, ticket in endpoints]
+        return flight.FlightInfo(schema, descriptor, eps, -1, -1)
 
     def get_flight_info_statement(self, context, cmd, descriptor):
         check_txn(cmd)

@@ -95,3 +95,22 @@ def test_bench_tpch_tiny(tmp_path):
     systems = {(m["workload"], m["system"]) for m in data["measurements"]}
     assert {(f"tpch_sf0_01_q{n}", s) for n in range(1, 23) for s in ("miniodb", "duckdb")} <= systems
     assert data["meta"]["options"]["scale"] == 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.s3
+def test_bench_cluster_tiny(tmp_path):
+    """Three server-mode nodes (the bench starts redis-server and moto_server) vs one node:
+    every answer equal (the workload fails otherwise) and its named results present."""
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, "-m", "clients.cli", "bench", "cluster", "--scale", "0.01", "--repeat", "1",
+           "--latency-queries", "20", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    data = json.loads(out.read_text())
+    for name in ("cluster3_tpch_geomean_vs_single_node", "cluster_small_query_p50_ms",
+                 "single_node_small_query_p50_ms", "cluster_scan_rows_per_s"):
+        assert data["metrics"][name]["value"] > 0, (name, data["metrics"][name])
+    assert data["metrics"]["cluster3_tpch_geomean_vs_single_node"]["wrong_answers"] == 0
+    assert {m["system"] for m in data["measurements"]} >= {"miniodb", "cluster3"}
