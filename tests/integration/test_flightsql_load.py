@@ -15,7 +15,7 @@ import pytest
 from clients import errors
 
 CLIENTS = 16
-SECONDS = float(os.environ.get("MINIODB_TEST_LOAD_SECONDS", "60"))
+SECONDS = float(os.environ.get("MINIODB_TEST_LOAD_SECONDS", "30"))  # MINIODB_TEST_LOAD_SECONDS for longer soaks
 TABLE = "load_t"
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from clients import errors
 from clients.flight import Client
+from tests.fixtures.node import NodeProcess
 
 
 def narrow(n: int, seed: int = 1) -> pa.Table:
@@ -231,6 +232,14 @@ def test_errors_keep_the_node_serving(node):
     assert c.health()["status"] == "ok"
 
 
+@pytest.fixture(scope="module")
+def sandbox_node(tmp_path_factory):
+    """One node for the read-only sandbox checks (each refusal leaves the node as it was)."""
+    n = NodeProcess(tmp_path_factory.mktemp("sandbox") / "node").start()
+    yield n
+    n.stop()
+
+
 @pytest.mark.parametrize("sql,needle", [
     ("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
     ("SELECT * FROM read_text('/etc/hostname')", "disabled"),
@@ -243,8 +252,8 @@ def test_errors_keep_the_node_serving(node):
     ("PRAGMA enable_profiling", "PRAGMA"),
     ("SELECT 1; SELECT 2", "exactly one"),
 ])
-def test_sandbox_refuses(node, sql, needle):
-    c = node.client()
+def test_sandbox_refuses(sandbox_node, sql, needle):
+    c = sandbox_node.client()
     with pytest.raises(errors.InvalidRequest, match=needle):
         c.query(sql)
     assert c.query("SELECT 42 AS x").column("x")[0].as_py() == 42
