@@ -126,23 +126,20 @@ def node_service(data_dir: Path, env: dict[str, str] | None = None) -> Service:
                    clean_env_prefix="MINIODB_")
 
 
-class PortService:
+class PortService(Service):
     """A third-party server (redis-server, moto_server) on a free loopback port: started,
-    waited for until it accepts connections, stopped with SIGTERM (SIGKILL after a while)."""
+    waited for until it accepts connections, stopped like any :class:`Service`."""
 
     def __init__(self, name: str, cmd: list[str], port: int, workdir: Path, env: dict[str, str] | None = None):
-        self.name, self.cmd, self.port = name, cmd, port
-        self.workdir = Path(workdir)
-        self.env = env or {}
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / f"{name}.log"
+        super().__init__(name, [], workdir, env)
+        self.cmd, self.port = cmd, port
 
     def start(self, timeout: float = 30.0) -> PortService:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=self.workdir, env={**os.environ, **self.env}, start_new_session=True)
-        _RUNNING.add(self)  # type: ignore[arg-type] - stop(timeout=) like Service
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir, env={**os.environ, **self.env}, start_new_session=True)
+        _RUNNING.add(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -154,27 +151,6 @@ class PortService:
                 time.sleep(0.05)
         self.stop(timeout=5)
         raise ServiceError(f"{self.name} not listening on 127.0.0.1:{self.port} after {timeout:.0f}s")
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    code = self.proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    code = self.proc.wait(timeout=30)
-            else:
-                code = self.proc.returncode
-        _RUNNING.discard(self)  # type: ignore[arg-type]
-        return code
 
 
 def free_port() -> int:
