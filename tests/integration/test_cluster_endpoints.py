@@ -12,7 +12,7 @@ import pytest
 
 from clients import protocol
 from clients.protocol import flight_pb2, sql_pb2
-from tests.fixtures.helpers import rows, wait_until
+from tests.fixtures.helpers import rows, wait_for_live_nodes
 from tests.integration.test_cluster_queries import cluster_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3]
@@ -29,8 +29,7 @@ def cluster(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
     nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}",
                                           **extra.get(i, {})), name=f"n{i}") for i in range(3)]
     with nodes[0].client() as c0, nodes[1].client() as c1, nodes[2].client() as c2:
-        wait_until(lambda: c0.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 3}],
-                   timeout=30, what="three live nodes")
+        wait_for_live_nodes(c0, 3)
         assert c0.ingest("t", rows(0, 100)) == 100
         assert c0.flush()["rows"] == 100
         assert c1.ingest("t", rows(1000, 50)) == 50
@@ -152,8 +151,7 @@ def test_adbc_with_auth_sends_its_credential_to_every_location(
     a, b = (node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"a{i}", **auth),
                          name=f"a{i}") for i in range(2))
     with a.client(password=KEYS[0], username="u") as ca, b.client(password=KEYS[1], username="u") as cb:
-        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
-                   timeout=30, what="two live nodes")
+        wait_for_live_nodes(ca, 2)
         assert ca.ingest("t", rows(0, 10)) == 10
         assert cb.ingest("t", rows(100, 5)) == 5  # buffered on b: its endpoint must be read from b
     fc = flight.FlightClient(a.flight)

@@ -14,7 +14,7 @@ import pyarrow.flight as flight
 import pytest
 
 from clients import errors
-from tests.fixtures.helpers import rows, wait_until
+from tests.fixtures.helpers import rows, wait_for_live_nodes, wait_until
 from tests.fixtures.redis import server_mode_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3]
@@ -38,8 +38,7 @@ def cluster(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
     nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}"), name=f"n{i}")
              for i in range(3)]
     with nodes[0].client() as c:
-        wait_until(lambda: c.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 3}],
-                   timeout=30, what="three live nodes")
+        wait_for_live_nodes(c, 3)
     return nodes
 
 
@@ -143,8 +142,7 @@ def test_with_auth_internal_calls_use_the_cluster_credential_and_the_cache_stays
     a, b = (node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"s{i}", **auth),
                          name=f"s{i}") for i in range(2))
     with a.client(password=KEYS[0], username="u") as ca, b.client(password=KEYS[1], username="u") as cb:
-        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
-                   timeout=30, what="two live nodes")
+        wait_for_live_nodes(ca, 2)
         assert ca.ingest("s", rows(0, 10)) == 10
         assert cb.ingest("s", rows(100, 5)) == 5  # buffered on b
         assert ca.query(SQL.format(t="s")).to_pylist() == expect([*range(10), *range(100, 105)])
@@ -197,8 +195,7 @@ def test_a_killed_peer_is_dropped_and_reported(cluster) -> None:
         q = ca.query("SELECT missing_nodes, missing_rows FROM system.queries WHERE missing_nodes IS NOT NULL"
                      ).to_pylist()
         assert q and q[0]["missing_nodes"] == "n2"
-        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
-                   timeout=30, what="c left the registry")
+        wait_for_live_nodes(ca, 2, what="c left the registry")
         assert ca.query(SQL.format(t="k")).to_pylist() == expect(ids)
 
 
@@ -212,8 +209,7 @@ def test_a_peer_dying_mid_query_has_its_files_replanned(node_factory, redis_serv
     a, b, c = (node_factory(env=env[i], name=f"m{i}") for i in range(3))
     ids: list[int] = []
     with a.client() as ca, b.client() as cb, c.client() as cc:
-        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 3}],
-                   timeout=30, what="three live nodes")
+        wait_for_live_nodes(ca, 3)
         for i, cl in enumerate((ca, cb, cc)):
             for k in range(4):  # several files per node: rendezvous puts some of them on c
                 start = 1000 * i + 100 * k
@@ -242,8 +238,7 @@ def test_a_client_giving_up_stops_the_fan_out(node_factory, redis_server, redis_
     a, b = (node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"c{i}",
                                          COORDINATOR_PEER_TIMEOUT="120"), name=f"c{i}") for i in range(2))
     with a.client() as ca, b.client() as cb:
-        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
-                   timeout=30, what="two live nodes")
+        wait_for_live_nodes(ca, 2)
         assert ca.ingest("w", rows(0, 10)) == 10
         assert cb.ingest("w", rows(10, 10)) == 10
         assert ca.query("SELECT count(*) AS n FROM w").to_pylist() == [{"n": 20}]
@@ -265,8 +260,7 @@ def test_a_joining_node_takes_part_once_registered(node_factory, redis_server, r
     a, b = (node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"j{i}"), name=f"j{i}")
             for i in range(2))
     with a.client() as ca:
-        wait_until(lambda: ca.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 2}],
-                   timeout=30, what="two live nodes")
+        wait_for_live_nodes(ca, 2)
         assert ca.ingest("j", rows(0, 10)) == 10
         assert ca.query("SELECT count(*) AS n FROM j").to_pylist() == [{"n": 10}]
         assert ca.last_stats()["nodes"] == "j0,j1"

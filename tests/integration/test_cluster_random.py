@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fixtures.helpers import wait_until
+from tests.fixtures.helpers import wait_for_live_nodes
 from tests.fixtures.redis import server_mode_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3, pytest.mark.slow]
@@ -47,8 +47,7 @@ def loaded(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
     nodes = [node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"h{i}"}, name=f"h{i}") for i in range(3)]
     table = data()
     with nodes[0].client() as c:
-        wait_until(lambda: c.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 3}],
-                   timeout=30, what="three live nodes")
+        wait_for_live_nodes(c, 3)
     for i, node in enumerate(nodes):
         part = table.slice(1000 * i, 1000)
         with node.client() as cl:

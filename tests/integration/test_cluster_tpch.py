@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.fixtures.helpers import wait_until
+from tests.fixtures.helpers import wait_for_live_nodes
 from tests.fixtures.redis import server_mode_env
 from tests.tpch_queries import QUERIES
 
@@ -60,8 +60,7 @@ def test_tpch_on_three_nodes_equals_duckdb(tpch_dir, node_factory, redis_server,
                           BUFFER_FLUSH_INTERVAL="3600")
     nodes = [node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"t{i}"}, name=f"t{i}") for i in range(3)]
     with nodes[0].client() as c:
-        wait_until(lambda: c.query("SELECT count(*) AS n FROM system.nodes").to_pylist() == [{"n": 3}],
-                   timeout=30, what="three live nodes")
+        wait_for_live_nodes(c, 3)
     for name in TABLES:
         data = _plain(pq.read_table(tpch_dir / f"{name}.parquet"))
         n = data.num_rows
