@@ -137,18 +137,24 @@ class BatchLedger:
             self._drop_claim(batch_id, release=True)
             raise
         rows = rows_of(result)
+        if self._record(batch_id, rows, "applied"):
+            self._drop_claim(batch_id, release=False)
+        # else: the rows are durable in the WAL: acknowledge, keep the claim alive and record
+        # the id later (the renewer retries; the flush commit records it with the files)
+        return result, rows
+
+    def _record(self, batch_id: str, rows: int, what: str) -> bool:
+        """Remember a finished batch here and in the store; False (kept as unrecorded, for the
+        renewer to retry) when the store could not record it."""
         self.remember(batch_id, rows)
         try:
             self.metadata.finish_batch(batch_id, rows)
+            return True
         except MinioDBError as exc:
-            # the rows are durable in the WAL: acknowledge, keep the claim alive and record
-            # the id later (the renewer retries; the flush commit records it with the files)
-            log.warning("batch %s applied but not yet recorded in the metadata store: %s", batch_id, exc)
+            log.warning("batch %s %s but not yet recorded in the metadata store: %s", batch_id, what, exc)
             with self._lock:
                 self._unrecorded[batch_id] = rows
-            return result, rows
-        self._drop_claim(batch_id, release=False)
-        return result, rows
+            return False
 
     # -- memory --------------------------------------------------------------------------
     def _remembered(self, batch_id: str) -> int | None:
@@ -170,13 +176,8 @@ class BatchLedger:
     def replayed(self, batches: Mapping[str, int]) -> None:
         """Complete batches found in the WAL at start: remembered here and in the store."""
         for batch_id, rows in batches.items():
-            self.remember(batch_id, rows)
-            try:
-                self.metadata.finish_batch(batch_id, rows)
-            except MinioDBError as exc:
-                log.warning("batch %s replayed but not recorded in the metadata store: %s", batch_id, exc)
+            if not self._record(batch_id, rows, "replayed"):
                 with self._lock:
-                    self._unrecorded[batch_id] = rows
                     self._claims.add(batch_id)
                 self._start_renewer()
 
