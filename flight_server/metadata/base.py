@@ -190,6 +190,15 @@ class WatermarkFenced(Conflict):
         self.watermark = watermark
 
 
+class FilesChanged(Conflict):
+    """``commit_files(strict=True)`` found that some of the files it was told to remove are no
+    longer in the manifest (a concurrent rewrite took them): nothing was written."""
+
+    def __init__(self, message: str, missing: list[str]):
+        super().__init__(message)
+        self.missing = missing
+
+
 class MetadataStore(abc.ABC):
     """Thread-safe catalog of one MinIODB deployment."""
 
@@ -225,11 +234,14 @@ class MetadataStore(abc.ABC):
         watermark: tuple[str, int] | None = None,
         batches: Mapping[str, int] | None = None,
         since: int | None = None,
+        strict: bool = False,
     ) -> int:
         """Atomically add/remove entries, bump and return the data version, set the watermark
         and record ``batches`` (batch id -> rows) as done for ``batch_window`` seconds.
         ``since`` (with ``watermark``): refuse with :class:`WatermarkFenced` when the stored
-        watermark of ``watermark[0]`` for this table is ``since`` or more."""
+        watermark of ``watermark[0]`` for this table is ``since`` or more.
+        ``strict``: refuse with :class:`FilesChanged` unless every key of ``remove`` is in the
+        manifest (rewrites - DML, compaction, restore - replace exactly the files they read)."""
 
     @abc.abstractmethod
     def list_files(self, table: str) -> list[FileEntry]:

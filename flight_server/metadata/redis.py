@@ -65,7 +65,15 @@ from clients.errors import (
     Unavailable,
 )
 
-from .base import SNAPSHOT_FORMAT, FileEntry, MetadataStore, NodeInfo, TableInfo, WatermarkFenced
+from .base import (
+    SNAPSHOT_FORMAT,
+    FileEntry,
+    FilesChanged,
+    MetadataStore,
+    NodeInfo,
+    TableInfo,
+    WatermarkFenced,
+)
 from .redis_batches import RedisBatchClaims
 from .redis_lua import COMMIT, CREATE, DROP, LIVE_NODES, UPDATE, parse_redis_url
 
@@ -300,13 +308,14 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
         return sorted(entries, key=lambda f: f.key)
 
     # -- manifest ----------------------------------------------------------------------
-    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None) -> int:
+    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None,
+                     strict=False) -> int:
         add = list(add)
         remove = list(remove)
         keys = [self.k_ids, self.k_versions, self.k_counters, self.k_files(table), self.k_manifests,
                 self.k_watermarks]
         fence = int(since) if since is not None and watermark is not None else 0  # WAL sequences start at 1
-        args: list[Any] = [table, table_id, fence, len(add)]
+        args: list[Any] = [table, table_id, fence, "1" if strict else "0", len(add)]
         for f in add:
             args += [f.key, orjson.dumps(f.to_json()).decode()]
         args.append(len(remove))
@@ -324,6 +333,9 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
         if res[0] == "fenced":
             raise WatermarkFenced(f"rows of node {watermark[0]!r} in table {table!r} up to WAL sequence "
                                   f"{int(res[1])} are committed already", int(res[1]))
+        if res[0] == "changed":
+            missing = sorted(str(k) for k in res[1:])
+            raise FilesChanged(f"{len(missing)} file(s) of table {table!r} were replaced meanwhile", missing)
         return int(res[1])
 
     def list_files(self, table: str) -> list[FileEntry]:

@@ -70,12 +70,13 @@ return files
 """
 
 # KEYS: ids, versions, counters, files, manifests, watermarks, batch key * n_batches
-# ARGV: name, table_id, since (0: none), n_add, (key, entry) * n_add, n_remove, key * n_remove,
+# ARGV: name, table_id, since (0: none), strict ('1': every removed key must exist), n_add, (key, entry) * n_add, n_remove, key * n_remove,
 #       wm_field, wm_seq, batch window ms, rows * n_batches
 COMMIT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {'notfound'} end
 local since = tonumber(ARGV[3])
-local i = 4
+local strict = ARGV[4] == '1'
+local i = 5
 local n_add = tonumber(ARGV[i]); i = i + 1
 local first_add = i
 i = i + 2 * n_add
@@ -86,6 +87,13 @@ local wm_field, wm_seq = ARGV[i], tonumber(ARGV[i + 1])
 local old = 0
 if wm_field ~= '' then old = tonumber(redis.call('HGET', KEYS[6], wm_field) or '0') or 0 end
 if wm_field ~= '' and since > 0 and old >= since then return {'fenced', old} end
+if strict then
+  local missing = {}
+  for j = first_remove, first_remove + n_remove - 1 do
+    if redis.call('HEXISTS', KEYS[4], ARGV[j]) == 0 then table.insert(missing, ARGV[j]) end
+  end
+  if #missing > 0 then table.insert(missing, 1, 'changed'); return missing end
+end
 for j = first_remove, first_remove + n_remove - 1 do redis.call('HDEL', KEYS[4], ARGV[j]) end
 for j = first_add, first_add + 2 * n_add - 1, 2 do redis.call('HSET', KEYS[4], ARGV[j], ARGV[j + 1]) end
 if wm_field ~= '' and wm_seq > old then redis.call('HSET', KEYS[6], wm_field, wm_seq) end

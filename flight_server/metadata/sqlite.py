@@ -14,7 +14,15 @@ import orjson
 
 from clients.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, Unavailable
 
-from .base import SNAPSHOT_FORMAT, FileEntry, MetadataStore, NodeInfo, TableInfo, WatermarkFenced
+from .base import (
+    SNAPSHOT_FORMAT,
+    FileEntry,
+    FilesChanged,
+    MetadataStore,
+    NodeInfo,
+    TableInfo,
+    WatermarkFenced,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tables (
@@ -130,11 +138,19 @@ class SQLiteMetadataStore(MetadataStore):
         return bool(self._query("SELECT 1 FROM dropped WHERE table_id=?", (table_id,)))
 
     # -- manifest ----------------------------------------------------------------------
-    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None) -> int:
+    def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None,
+                     strict=False) -> int:
         with self._tx() as db:
             row = db.execute("SELECT table_id FROM tables WHERE name=?", (table,)).fetchone()
             if not row or row[0] != table_id:
                 raise NotFound(f"table {table!r} not found (dropped or re-created)")
+            if strict and remove:
+                present = {k for (k,) in db.execute(
+                    f"SELECT key FROM files WHERE table_name=? AND key IN ({','.join('?' * len(remove))})",
+                    (table, *remove))}
+                missing = sorted(set(remove) - present)
+                if missing:
+                    raise FilesChanged(f"{len(missing)} file(s) of table {table!r} were replaced meanwhile", missing)
             if watermark is not None and since is not None:
                 old = db.execute("SELECT seq FROM watermarks WHERE node_id=? AND table_id=?",
                                  (watermark[0], table_id)).fetchone()

@@ -26,6 +26,7 @@ from flight_server.config import RedisSettings
 from flight_server.metadata import load_metadata_store
 from flight_server.metadata.base import (
     FileEntry,
+    FilesChanged,
     MetadataStore,
     NodeInfo,
     TableConfig,
@@ -197,6 +198,23 @@ def test_a_drop_leaves_a_tombstone_an_unknown_table_has_none(store: MetadataStor
     new = store.create_table(table("t"))  # replaced: same name, new incarnation
     assert store.was_dropped(old.table_id) and not store.was_dropped(new.table_id)
     assert not store.was_dropped("never-seen")  # unknown is not dropped (a store that lost its data)
+
+
+def test_strict_commit_replaces_exactly_the_files_it_read(store: MetadataStore) -> None:
+    info = store.create_table(table("t"))
+    store.commit_files("t", info.table_id, [entry("t/a.parquet"), entry("t/b.parquet"), entry("t/c.parquet")])
+    # a compaction read a+b; meanwhile a rewrite replaced b: the compaction's swap must not land
+    store.commit_files("t", info.table_id, [entry("t/b2.parquet")], remove=["t/b.parquet"], strict=True)
+    v = store.data_version("t")
+    with pytest.raises(FilesChanged) as changed:
+        store.commit_files("t", info.table_id, [entry("t/ab.parquet")], remove=["t/a.parquet", "t/b.parquet"],
+                           strict=True)
+    assert changed.value.missing == ["t/b.parquet"] and isinstance(changed.value, Conflict)
+    assert [f.key for f in store.list_files("t")] == ["t/a.parquet", "t/b2.parquet", "t/c.parquet"]
+    assert store.data_version("t") == v
+    # not strict (settling an uncertain flush): a missing key is simply not there
+    store.commit_files("t", info.table_id, [], remove=["t/zz.parquet", "t/c.parquet"])
+    assert [f.key for f in store.list_files("t")] == ["t/a.parquet", "t/b2.parquet"]
 
 
 def test_commit_fenced_by_a_watermark_writes_nothing(store: MetadataStore) -> None:
