@@ -2,7 +2,10 @@
 
 Supported: ``CREATE TABLE [IF NOT EXISTS] t (columns)``, ``CREATE [OR REPLACE] TABLE t AS
 SELECT ...``, ``DROP TABLE [IF EXISTS] t``, ``INSERT INTO t [(columns)] VALUES ... | SELECT ...``
-and ``INSERT INTO t BY NAME SELECT ...``. DELETE and UPDATE answer UNIMPLEMENTED.
+and ``INSERT INTO t BY NAME SELECT ...``, ``DELETE FROM t [WHERE ...]`` and
+``UPDATE t SET c = expr, ... [WHERE ...]`` (with ``?`` parameters). DELETE and UPDATE are parsed
+into a :class:`~flight_server.rewrite.Plan` here and applied by the copy-on-write rewriter
+(``rewrite.py``: flush first, prune, rewrite matching files, one strict commit).
 
 The statement kind comes from DuckDB's parser (:func:`classify`); the parts of a statement
 (target table, column list, source query) are split with sqlglot's DuckDB dialect, never with
@@ -32,15 +35,17 @@ from clients.errors import InvalidRequest, NotFound, Unimplemented
 from . import client_types
 from .catalog import Catalog
 from .ingest import Ingestor, IngestResult
+from .rewrite import Plan, TableRewriter
 from .schema import conform
 from .statements import CATALOG, DEFAULT_SCHEMA, classify, refuse
 
 log = logging.getLogger("miniodb.dml")
 
-UPDATE_KINDS = frozenset({"CREATE", "DROP", "INSERT"})  # the updates this node applies
+UPDATE_KINDS = frozenset({"CREATE", "DROP", "INSERT", "DELETE", "UPDATE"})  # the updates this node applies
 
 SUPPORTED = ("supported are SELECT, CREATE TABLE [IF NOT EXISTS] (columns | AS SELECT), "
-             "DROP TABLE [IF EXISTS] and INSERT INTO ... VALUES | SELECT")
+             "DROP TABLE [IF EXISTS], INSERT INTO ... VALUES | SELECT, DELETE FROM ... [WHERE] "
+             "and UPDATE ... SET ... [WHERE]")
 
 _SANDBOX = {"enable_external_access": False, "autoinstall_known_extensions": False,
             "autoload_known_extensions": False}
@@ -90,11 +95,13 @@ class UpdateExecutor:
     """Runs DDL/DML statements: tables are created and dropped through the ingestor, rows are
     written through ``ingest`` (default: the ingestor's), sources are read through ``query``."""
 
-    def __init__(self, catalog: Catalog, ingestor: Ingestor, query: QueryFn, ingest: IngestFn | None = None):
+    def __init__(self, catalog: Catalog, ingestor: Ingestor, query: QueryFn, ingest: IngestFn | None = None,
+                 rewriter: TableRewriter | None = None):
         self.catalog = catalog
         self.ingestor = ingestor
         self.query = query
         self.ingest = ingest if ingest is not None else ingestor.ingest
+        self.rewriter = rewriter
 
     def execute(self, sql: str, params: pa.Table | None = None) -> int:
         """Apply ``sql`` once per parameter row (once without parameters); rows affected."""
@@ -113,6 +120,10 @@ class UpdateExecutor:
             if not isinstance(tree, exp.Insert):
                 raise InvalidRequest("unsupported INSERT statement")
             return self._insert(tree, params, rows)
+        if kind in ("DELETE", "UPDATE"):
+            if self.rewriter is None:
+                raise Unimplemented(f"{kind} is not available on this node")
+            return sum(self.rewriter.apply(dml_plan(tree, row)) for row in rows or [[]])
         if len(rows) > 1:
             raise InvalidRequest(f"{kind} runs once; bind one row of parameters, not {len(rows)}")
         row = rows[0] if rows else None
@@ -214,6 +225,51 @@ class UpdateExecutor:
                     result.close()
 
         return self.ingest(info.name, batches(), info.schema, "append").rows
+
+
+def dml_plan(tree: exp.Expression, row: Sequence[Any]) -> Plan:
+    """The :class:`Plan` of a DELETE or UPDATE bound to one row of parameters: its placeholders
+    are numbered in order (``?`` -> ``$1``, ``$2`` ...) so the rewriter can rearrange clauses."""
+    if isinstance(tree, exp.Delete):
+        kind, unsupported = "DELETE", ("using", "returning", "limit", "order", "cluster", "tables")
+    elif isinstance(tree, exp.Update):
+        kind, unsupported = "UPDATE", ("from", "from_", "returning", "limit", "order")
+    else:
+        raise Unimplemented(f"this statement is not supported; {SUPPORTED}")
+    for key in unsupported:
+        if tree.args.get(key):
+            clause = key.rstrip("_").upper()
+            raise Unimplemented(f"{kind} ... {clause} is not supported; {SUPPORTED}")
+    tree = tree.copy()
+    counter = 0
+    for node in list(tree.walk(bfs=False)):
+        if isinstance(node, exp.Placeholder):
+            name = node.name if node.name != "?" else ""
+            if name and not name.isdigit():
+                raise InvalidRequest(f"named parameter ${name} is not supported; use ? or $1, $2 ...")
+            counter += 1
+            index = int(name) if name else counter
+            if index < 1 or index > len(row):
+                raise InvalidRequest(f"the statement uses parameter {index} but {len(row)} value(s) were bound")
+            node.replace(exp.Placeholder(this=str(index)))
+    table = tree.this
+    name = target_name(table)
+    alias = table.alias or name
+    where = tree.args.get("where")
+    condition = where.this if isinstance(where, exp.Where) else None
+    if kind == "DELETE":
+        return Plan(name, alias, condition, None, list(row))
+    assignments: dict[str, exp.Expression] = {}
+    for item in tree.expressions:
+        if not isinstance(item, exp.EQ) or not isinstance(item.this, exp.Column):
+            raise InvalidRequest("UPDATE ... SET takes column = expression pairs")
+        column = item.this.name
+        if column.lower() in {c.lower() for c in assignments}:
+            raise InvalidRequest(f"UPDATE sets column {column!r} more than once")
+        assignments[column] = item.expression
+    if not assignments:
+        raise InvalidRequest("UPDATE needs SET column = expression")
+    return Plan(name, alias, condition, assignments, list(row))
 
 
 def parameter_schema(node: Any, sql: str, count: int) -> pa.Schema:

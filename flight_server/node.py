@@ -32,6 +32,7 @@ from .config import Settings, unknown_env_message
 from .coordinator.service import ClusterService
 from .datadir import DataDirLock
 from .dml import UpdateExecutor
+from .dml_hooks import cluster_flush, where_constraints
 from .faults import CrashPoints
 from .flightsql.errors import translate as translate_error
 from .flightsql.server import MinioFlightServer
@@ -52,6 +53,7 @@ from .query.system import SystemTables
 from .querylog import QueryLog
 from .result_cache import RedisSharedCache, ResultCache
 from .retention import RetentionSweeper
+from .rewrite import TableRewriter
 from .storage import load_object_store
 from .wal import WriteAheadLog
 
@@ -142,7 +144,11 @@ class Node:
                                   hot_table_bytes=s.query.hot_table_bytes, hot_cache_bytes=s.query.hot_cache_bytes)
         self.resolver = TableResolver(self.catalog, self.buffers, self.file_cache, self.engine)
         self._start_observability()
-        self.dml = UpdateExecutor(self.catalog, self.ingestor, query=self.query, ingest=self.ingest)
+        # DELETE/UPDATE: flush the table on every live node first (dml_hooks.py, rewrite.py)
+        rewriter = TableRewriter(self.node_id, self.catalog, self.store, self.file_cache, data / "tmp" / "dml",
+                                 flush=cluster_flush(self), constraints=where_constraints(), faults=crash)
+        self.dml = UpdateExecutor(self.catalog, self.ingestor, query=self.query, ingest=self.ingest,
+                                  rewriter=rewriter)
         self.ingestor.load_tables()
         # wal.mirror: restore/upload segments and hook the WAL; holds this node's adoption lease
         self.wal_mirror, self.adopter = open_wal_mirror(s, self.node_id, self.store, self.metadata,
@@ -277,7 +283,7 @@ class Node:
         return result
 
     def execute_update(self, sql: str, params: pa.Table | None = None) -> int:
-        """Run DDL/DML (CREATE/DROP TABLE, INSERT) once per parameter row; rows affected."""
+        """Run DDL/DML (CREATE/DROP TABLE, INSERT, DELETE, UPDATE) once per parameter row; rows affected."""
         try:
             return self.dml.execute(sql, params)
         except MinioDBError as exc:

@@ -10,7 +10,7 @@ from typing import Final
 
 import duckdb
 
-from clients.errors import InvalidRequest, Unimplemented
+from clients.errors import InvalidRequest
 
 #: The one catalog and the default schema of every MinIODB table (Flight SQL metadata, DDL targets).
 CATALOG: Final = "miniodb"
@@ -36,8 +36,7 @@ REFUSED = {
     "EXECUTE": "EXECUTE is not supported in SQL text; use Flight SQL prepared statements",
 }
 QUERY_KINDS = frozenset({"SELECT", "EXPLAIN"})
-#: Statements that change data: they run as updates and return no rows (DELETE and UPDATE
-#: then answer UNIMPLEMENTED when executed).
+#: Statements that change data: they run as updates and return no rows (dml.py, rewrite.py).
 WRITE_KINDS = frozenset({"CREATE", "DROP", "INSERT", "DELETE", "UPDATE"})
 
 
@@ -60,9 +59,7 @@ def refuse(kind: str) -> None:
     """Raise the client error for a statement kind that is not a query."""
     if kind in REFUSED:
         raise InvalidRequest(REFUSED[kind])
-    if kind in ("DELETE", "UPDATE"):
-        raise Unimplemented(
-            f"{kind} is not supported yet; supported are SELECT, CREATE TABLE, DROP TABLE and INSERT"
-        )
+    if kind in WRITE_KINDS:
+        raise InvalidRequest(f"{kind} changes data; execute it as an update, not as a query")
     if kind not in QUERY_KINDS:
         raise InvalidRequest(f"{kind} statements are not supported here")

@@ -57,13 +57,14 @@ def _ticket(body: bytes) -> flight.Ticket:
     (lambda fc: _query(fc, "SELEC 1"), pa.ArrowInvalid),  # syntax error
     (lambda fc: _query(fc, "SELECT nope FROM err_t"), pa.ArrowInvalid),  # binder error
     (lambda fc: _query(fc, "SELECT * FROM missing_t"), pa.ArrowKeyError),  # unknown table
-    (lambda fc: _query(fc, "DELETE FROM err_t"), pa.ArrowNotImplementedError),
+    (lambda fc: _query(fc, "DELETE FROM err_t WHERE nope = 1"), pa.ArrowInvalid),  # DML binder error
+    (lambda fc: _query(fc, "UPDATE err_t RETURNING *"), pa.ArrowInvalid),  # DML syntax error
     (lambda fc: fc.do_get(flight.Ticket(b"garbage")).read_all(), pa.ArrowInvalid),  # not a command
     (lambda fc: fc.do_get(_ticket(b"{")).read_all(), pa.ArrowInvalid),  # malformed ticket
     (lambda fc: fc.do_get(_ticket(b'{"h": "x"}')).read_all(), pa.ArrowKeyError),  # expired, no SQL
     (lambda fc: fc.do_get(flight.Ticket(protocol.pack(sql_pb2.CommandStatementUpdate(query="SELECT 1"))))
      .read_all(), pa.ArrowNotImplementedError),  # a command DoGet does not take
-], ids=["syntax", "binder", "unknown-table", "delete", "bad-ticket", "malformed-ticket", "expired-ticket",
+], ids=["syntax", "binder", "unknown-table", "delete-binder", "update-syntax", "bad-ticket", "malformed-ticket", "expired-ticket",
         "unsupported-command"])
 def test_pyarrow_flight_errors_have_the_code_and_no_traceback(fc, call, error):
     with pytest.raises(error) as exc:
@@ -109,7 +110,7 @@ def test_not_found_raised_in_the_doget_stream_has_the_code_and_no_traceback(serv
     ("SELEC 1", "INVALID_ARGUMENT"),
     ("SELECT * FROM missing_t", "NOT_FOUND"),
     ("SELECT 1/'x'", "INVALID_ARGUMENT"),
-    ("DELETE FROM err_t", "NOT_IMPLEMENTED"),
+    ("DELETE FROM err_t WHERE nope = 1", "INVALID_ARGUMENT"),
     (LATE_FAILURE, "INVALID_ARGUMENT"),
 ], ids=["syntax", "unknown-table", "binder", "delete", "mid-stream"])
 def test_adbc_errors_have_the_code_and_no_traceback(server, sql, code):
