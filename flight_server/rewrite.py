@@ -133,6 +133,8 @@ class TableRewriter:
         self.file_cache = file_cache
         self.tmp_dir = Path(tmp_dir)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.tmp_dir.glob("*.parquet"):  # left by a crash mid-statement
+            stale.unlink(missing_ok=True)
         self.flush = flush
         self.constraints = constraints
         self.faults = faults or (lambda step: None)
@@ -150,7 +152,7 @@ class TableRewriter:
         """Rows deleted or updated (exact)."""
         info = self.catalog.get(plan.table)  # NotFound first: nothing flushed for a bad name
         with _Session(plan, info) as check:
-            check.run(info.schema.empty_table())  # unknown columns, bad types: refused before any work
+            check.check()  # unknown columns, values that cannot fit: refused before any work
         with self._lock_for(info.name):
             self.flush(info.name)
             for attempt in range(1, self.retries + 1):
@@ -299,7 +301,22 @@ class _Session:
             self.con.unregister(SOURCE)
         return matches, conform(out, self.info.schema)
 
-    def _projection(self) -> exp.Select:
+    def check(self) -> None:
+        """Bind the statement over no rows, and evaluate each new value once over a row of
+        nulls (``SET n = 'abc'`` on a number fails here, before anything is flushed)."""
+        self.run(self.info.schema.empty_table())
+        if not self.plan.assignments:
+            return
+        nulls = pa.table({f.name: pa.nulls(1, f.type) for f in self.info.schema}, schema=self.info.schema)
+        self.con.register(SOURCE, nulls)
+        try:
+            self._exec(self._projection(values_only=True)).fetchall()
+        except duckdb.Error as exc:
+            raise InvalidRequest(f"UPDATE on {self.info.name!r}: {str(exc).strip().splitlines()[0]}") from exc
+        finally:
+            self.con.unregister(SOURCE)
+
+    def _projection(self, values_only: bool = False) -> exp.Select:
         if self._types is None:
             rows = self.con.execute(f'DESCRIBE SELECT * FROM "{SOURCE}"').fetchall()
             self._types = {r[0].lower(): r[1] for r in rows}
@@ -316,6 +333,9 @@ class _Session:
                 columns.append(exp.alias_(col, _quote(f.name)))
                 continue
             value = exp.cast(exp.paren(new.copy()), exp.DataType.build(self._types[f.name.lower()], dialect="duckdb"))
+            if values_only:
+                columns.append(exp.alias_(value, _quote(f.name)))
+                continue
             case = exp.Case(ifs=[exp.If(this=self._pred(), true=value)], default=col)
             columns.append(exp.alias_(case, _quote(f.name)))
         return exp.select(*columns).from_(self._source())

@@ -46,6 +46,7 @@ from clients.flight import Client, stats_http_headers, to_params
 
 from . import convert, output
 from .console import console_routes
+from .data import data_routes
 from .health import ServiceRoutes
 from .output import JSONResponse
 
@@ -470,6 +471,7 @@ def create_app(config: GatewayConfig | None = None, **kwargs) -> Starlette:
         *console_routes(gw, api, p),  # GET / and /console/* (gateway/console.py)
         Route(f"{p}/status", api(gw.status), methods=["GET"]),
         Route(f"{p}/data", api(gw.write), methods=["POST"]),
+        *data_routes(gw, api, json_object, p),  # PUT/DELETE: one row by id (gateway/data.py)
         Route(f"{p}/query", api(gw.query), methods=["POST"]),
         Route(f"{p}/tables", api(gw.create_table), methods=["POST"]),
         Route(f"{p}/tables", api(gw.list_tables), methods=["GET"]),

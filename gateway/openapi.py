@@ -29,13 +29,13 @@ _ERROR_TEXT = {
     400: "Bad input: malformed JSON, invalid names, type conflicts, bad SQL.",
     401: "Missing or wrong credentials.",
     404: "Unknown table, backup or route.",
-    409: "Already exists.",
+    409: "Already exists, or a conflict (a DELETE/UPDATE that kept losing to other rewrites of its files).",
     403: "The key is valid but may not do this.",
     405: "The path exists, the method does not (e.g. GET /api/v1/query).",
     413: "Request body over the configured limit.",
     499: "The query was cancelled.",
     500: "Unexpected server error: logged by the server, no details in the answer.",
-    501: "Not supported yet (e.g. SQL DELETE and UPDATE).",
+    501: "Not supported (e.g. DELETE ... USING, UPDATE ... FROM, RETURNING).",
     503: "The node or one of its dependencies is unavailable.",
     507: "Resource exhausted: the node's WAL disk is full (writes), or the query passed query.memory_limit.",
 }
@@ -133,6 +133,36 @@ SCHEMAS: dict[str, Any] = {
             "ok": {"type": "boolean"},
             "table": {"type": "string"},
             "rows": {"type": "integer", "description": "Rows acknowledged: durable on the node (WAL fsync)"},
+        },
+    },
+    "RowUpdate": {
+        "type": "object",
+        "required": ["table", "id"],
+        "additionalProperties": {"description": "A column to set, and its new value"},
+        "properties": {
+            "table": TABLE_NAME,
+            "id": {"description": "The value of the row's id column", "example": 42},
+            "id_column": {"type": "string", "default": "id", "description": "The id column (default `id`)"},
+        },
+        "example": {"table": "events", "id": 42, "status": "done", "amount": 12.5},
+    },
+    "RowDelete": {
+        "type": "object",
+        "required": ["table", "id"],
+        "additionalProperties": False,
+        "properties": {
+            "table": TABLE_NAME,
+            "id": {"description": "The value of the row's id column", "example": 42},
+            "id_column": {"type": "string", "default": "id", "description": "The id column (default `id`)"},
+        },
+    },
+    "DmlResult": {
+        "type": "object",
+        "required": ["ok", "table", "rows"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "table": {"type": "string"},
+            "rows": {"type": "integer", "description": "Rows updated or deleted, exactly (0: no row has that id)"},
         },
     },
     "QueryRequest": {
@@ -282,6 +312,19 @@ PATHS: dict[str, Any] = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "oneOf": [_ref("SingleWrite"), _ref("BatchWrite")]}}}},
         "responses": {"200": _json(_ref("WriteResult")), **_errors(400, 401, 404, 413, 503, 507)},
+    }, "put": {
+        "tags": ["data"], "operationId": "updateRow", "summary": "Update the fields of the row(s) with an id",
+        "description": "`UPDATE t SET <fields> WHERE <id_column> = id` as SQL DML: buffered and committed rows, "
+                       "on every node. Matching Parquet files are rewritten copy-on-write and committed "
+                       "atomically; a value that does not fit its column writes nothing (400).",
+        "requestBody": _body("RowUpdate"),
+        "responses": {"200": _json(_ref("DmlResult")), **_errors(400, 401, 403, 404, 409, 413, 503)},
+    }, "delete": {
+        "tags": ["data"], "operationId": "deleteRow", "summary": "Delete the row(s) with an id",
+        "description": "`DELETE FROM t WHERE <id_column> = id` as SQL DML (see PUT). Deleting an id that is "
+                       "not there answers rows: 0.",
+        "requestBody": _body("RowDelete"),
+        "responses": {"200": _json(_ref("DmlResult")), **_errors(400, 401, 403, 404, 409, 413, 503)},
     }},
     "/query": {"post": {
         "tags": ["data"], "operationId": "query", "summary": "Run SQL; JSON, Arrow IPC, CSV or Parquet",
