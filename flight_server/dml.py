@@ -240,6 +240,9 @@ def dml_plan(tree: exp.Expression, row: Sequence[Any]) -> Plan:
         if tree.args.get(key):
             clause = key.rstrip("_").upper()
             raise Unimplemented(f"{kind} ... {clause} is not supported; {SUPPORTED}")
+    if any(isinstance(node, exp.Select) for node in tree.walk() if node is not tree):
+        raise Unimplemented(f"{kind} with a subquery is not supported: the condition and the new values "
+                            "read only the row itself")
     tree = tree.copy()
     counter = 0
     for node in list(tree.walk(bfs=False)):

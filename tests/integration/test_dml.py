@@ -112,6 +112,7 @@ def test_exact_counts_and_errors_over_adbc(quiet_node) -> None:
             ("UPDATE e SET nope = 1", "INVALID_ARGUMENT", "nope"),
             ("UPDATE e SET id = 'abc' WHERE id = 1", "INVALID_ARGUMENT", "abc"),
             ("UPDATE e SET id = 1 WHERE", "INVALID_ARGUMENT", ""),
+            ("DELETE FROM e WHERE id IN (SELECT max(id) FROM e)", "NOT_IMPLEMENTED", "subquery"),
         ]:
             with pytest.raises(adbc_driver_manager.Error) as exc:
                 cur.execute(sql)
