@@ -164,3 +164,19 @@ def test_gives_up_with_conflict_when_it_keeps_losing(tmp_path: Path) -> None:
         rig.run("DELETE FROM t WHERE id >= 40")
     rig.hook = lambda step: None
     assert rig.ids() == list(range(rig.rewriter.retries, 50))  # only the winners' deletes applied
+
+
+@pytest.mark.parametrize(("sql", "params"), [("DELETE FROM t WHERE id = 15", []),
+                                             ("DELETE FROM t WHERE id = ?", [15]),
+                                             ("UPDATE t SET v = 'x' WHERE id >= ? AND id < 17", [15])])
+def test_files_are_pruned_by_their_statistics(tmp_path: Path, sql: str, params: list) -> None:
+    rig = Rig(tmp_path)
+    for start in (0, 10, 20):
+        rig.ingest(start, 10)
+    holder = [f.key for f in rig.files() if f.min_values["id"] == 10]
+    read: list[str] = []
+    real = rig.cache.path
+    rig.cache.path = lambda key: (read.append(key), real(key))[1]
+    changed = rig.run(sql, params)
+    assert changed == (1 if sql.startswith("DELETE") else 2)
+    assert read == holder  # only the file holding ids 10..19 was read
