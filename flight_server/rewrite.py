@@ -34,7 +34,8 @@ What a statement does, step by step (:meth:`TableRewriter.apply`):
 Two DML statements on one table of one node run one at a time (a lock per table); across
 nodes the strict commit makes the loser retry. Crash points (``flight_server/faults.py``):
 ``dml_uploaded`` (new objects written, not committed: the table is as before) and
-``dml_committed`` (committed: the table is as after).
+``dml_committed`` (committed: the table is as after). A commit whose reply is lost may or
+may not have landed: the client gets UNAVAILABLE and the table is either before or after.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ class TableRewriter:
         affected = 0
         removed: list[str] = []
         added: list[FileEntry] = []
+        committing = False
         try:
             with _Session(plan, info) as session, self.file_cache.pinned([f.key for f in candidates]):
                 for entry in candidates:
@@ -186,13 +188,16 @@ class TableRewriter:
             if not removed:
                 return 0
             self.faults("dml_uploaded")
+            committing = True
             self.metadata.commit_files(info.name, info.table_id, added, remove=removed, strict=True)
-        except FilesChanged:
-            self._delete_quietly([e.key for e in added])  # never committed: nobody references them
+        except BaseException as exc:
+            # not committed (refused, or failed before the commit): nobody references the uploads.
+            # A commit that failed otherwise (a lost reply) may have landed: they stay.
+            if not committing or isinstance(exc, FilesChanged):
+                self._delete_quietly([e.key for e in added])
+            if isinstance(exc, duckdb.Error):
+                raise InvalidRequest(f"{plan.kind} failed: {str(exc).strip().splitlines()[0]}") from exc
             raise
-        except duckdb.Error as exc:
-            self._delete_quietly([e.key for e in added])
-            raise InvalidRequest(f"{plan.kind} failed: {str(exc).strip().splitlines()[0]}") from exc
         self.faults("dml_committed")
         self.catalog.invalidate(info.name)
         log.info("%s on %s: %d row(s) in %d file(s) -> %d new file(s)", plan.kind, info.name, affected,

@@ -180,3 +180,18 @@ def test_files_are_pruned_by_their_statistics(tmp_path: Path, sql: str, params: 
     changed = rig.run(sql, params)
     assert changed == (1 if sql.startswith("DELETE") else 2)
     assert read == holder  # only the file holding ids 10..19 was read
+
+
+def test_a_value_failing_on_a_later_file_writes_nothing_and_leaves_no_object(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    for start, v in ((0, "7"), (5, "x")):  # the second file's text is no number
+        t = pa.table({"id": pa.array(range(start, start + 5), pa.int64()), "v": [v] * 5})
+        rig.ingestor.ingest("t", t, t.schema, "create_append")
+        rig.flusher.flush_table("t")
+    keys = sorted(f.key for f in rig.files())
+    objects = sorted(o.key for o in rig.store.list("t/"))
+    with pytest.raises(InvalidRequest, match="x"):
+        rig.run("UPDATE t SET id = CAST(v AS BIGINT)")
+    assert sorted(f.key for f in rig.files()) == keys
+    assert sorted(o.key for o in rig.store.list("t/")) == objects  # the first file's rewrite was removed
+    assert rig.ids() == list(range(10))
