@@ -6,7 +6,8 @@ Steps, in flush order: ``parquet_written`` (temp file written), ``object_put`` (
 uploaded, not committed), ``metadata_committed`` (catalog commit applied, WAL not yet
 removed), ``commit_reply_lost`` (the commit was applied but its reply is lost: always raises
 ``Unavailable``), ``wal_remove`` (after the WAL floor is written and the first segment
-retired, before the others).
+retired, before the others). Compaction (flight_server/compaction.py): ``compaction_uploaded``
+(merged file uploaded, not committed), ``compaction_committed`` (right after the swap commit).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from clients.errors import Internal, InvalidRequest, Unavailable
 log = logging.getLogger("miniodb.faults")
 
 STEPS = ("parquet_written", "object_put", "metadata_committed", "commit_reply_lost", "wal_remove",
-         "cluster_fragment")  # the last: a peer receiving a fragment of a distributed query
+         "cluster_fragment",  # a peer receiving a fragment of a distributed query
+         "compaction_uploaded", "compaction_committed")
 
 
 class CrashPoints:
