@@ -4,8 +4,9 @@ about ``compaction.target_file_bytes``.
 Who: one compactor per table across the cluster. A pass over a table first takes the lease
 ``compaction:{table}`` in the metadata store (Redis: ``SET NX PX``; SQLite: a row with an
 expiry; see ``MetadataStore.acquire_lease``) and renews it from a keeper thread while it
-works; a node that dies stops renewing and the lease expires. A node that finds the lease
-taken skips the table (outcome ``busy``). The lease saves duplicate work; correctness does not
+works; a node that dies stops renewing and the lease expires (the same node, restarted,
+takes its earlier incarnation's lease over at once). A node that finds the lease taken skips
+the table (outcome ``busy``). The lease saves duplicate work; correctness does not
 depend on it (see the swap below).
 
 What: files of one day partition (the ``date=YYYY-MM-DD`` of the object key: files of
@@ -270,6 +271,9 @@ class Compactor:
         self._clock = clock
         self.faults = faults or (lambda step: None)
         self.on_result = on_result or (lambda r: None)
+        self.owner = f"{node_id}:{uuid.uuid4().hex}"  # this incarnation, as a lease holder
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}  # one pass per table in this process
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -285,14 +289,18 @@ class Compactor:
     def compact_table(self, name: str) -> CompactionResult:
         started = time.perf_counter()
         result = CompactionResult(name)
-        owner = f"{self.node_id}:{uuid.uuid4().hex}"
         lease = f"compaction:{name}"
+        local = self._lock_for(name)
+        if not local.acquire(blocking=False):
+            result.outcome, result.error = "busy", "a compaction of this table is running on this node"
+            self.on_result(result)
+            return result
         try:
-            if not self.metadata.acquire_lease(lease, owner, LEASE_TTL):
-                result.outcome = "busy"
-                result.error = f"another node holds the compaction lease ({self.metadata.lease_holder(lease)})"
+            holder = self._acquire(lease)
+            if holder is not None:
+                result.outcome, result.error = "busy", f"another node holds the compaction lease ({holder})"
             else:
-                keeper = _LeaseKeeper(self.metadata, lease, owner, LEASE_TTL)
+                keeper = _LeaseKeeper(self.metadata, lease, self.owner, LEASE_TTL)
                 try:
                     self._attempts(name, result, keeper)
                 finally:
@@ -300,6 +308,8 @@ class Compactor:
         except MinioDBError as exc:
             result.outcome, result.error = "error", exc.message
             log.warning("compaction of %s failed: %s", name, exc)
+        finally:
+            local.release()
         result.seconds = time.perf_counter() - started
         if result.outcome == "compacted":
             log.info("compacted %s: %d files -> %d (%d merged into %d, %d -> %d bytes) in %.1fs", name,
@@ -307,6 +317,26 @@ class Compactor:
                      result.bytes_before, result.bytes_after, result.seconds)
         self.on_result(result)
         return result
+
+    def _lock_for(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def _acquire(self, lease: str) -> str | None:
+        """Take the lease; None when taken, else its holder. A lease of this node's earlier
+        incarnation (a process that died mid-pass) is taken over at once, not waited out."""
+        if self.metadata.acquire_lease(lease, self.owner, LEASE_TTL):
+            return None
+        holder = self.metadata.lease_holder(lease)
+        if holder is None and self.metadata.acquire_lease(lease, self.owner, LEASE_TTL):
+            return None  # it expired meanwhile
+        if holder is not None and holder.split(":", 1)[0] == self.node_id and holder != self.owner:
+            log.info("taking over compaction lease %s of this node's earlier incarnation", lease)
+            self.metadata.release_lease(lease, holder)
+            if self.metadata.acquire_lease(lease, self.owner, LEASE_TTL):
+                return None
+            holder = self.metadata.lease_holder(lease)
+        return holder or "unknown"
 
     def _attempts(self, name: str, result: CompactionResult, keeper: _LeaseKeeper) -> None:
         for attempt in range(1, RETRIES + 1):

@@ -216,3 +216,13 @@ def test_sort_key_orders_the_merged_file(tmp_path):
     [f] = env.meta.list_files("t")
     got = pq.read_table(env.store.local_path(f.key))
     assert got.column("id").to_pylist() == list(range(9, -1, -1))
+
+
+def test_the_lease_of_this_nodes_dead_incarnation_is_taken_over(tmp_path):
+    env = Env(tmp_path)
+    for i in range(3):
+        env.put(batch(i, i + 1))
+    assert env.meta.acquire_lease("compaction:t", "n1:incarnation-that-died", 30)
+    [r] = env.compactor.run()
+    assert r.outcome == "compacted"
+    assert env.meta.lease_holder("compaction:t") is None
