@@ -90,7 +90,12 @@ def test_compaction_under_ingest_and_queries(node_factory):
     for t in threads:
         t.start()
     try:
+        while checked[0] < 1 and not errors and all(t.is_alive() for t in threads):
+            threading.Event().wait(0.05)  # the load is running
+        before = (checked[0], len(acked))
         first = c.compact("t")["results"]
+        during = (checked[0] - before[0], len(acked) - before[1])
+        print(f"during compaction: {during[0]} queries answered, {during[1]} rows acknowledged")
         while checked[0] < 5 and not errors and all(t.is_alive() for t in threads):
             threading.Event().wait(0.2)
     finally:
@@ -101,16 +106,22 @@ def test_compaction_under_ingest_and_queries(node_factory):
     assert checked[0] >= 5
     [r] = first
     assert r["outcome"] == "compacted" and r["merged_files"] >= 1000 and r["files_before"] >= 1000
+    assert r["new_keys"] and r["files_after"] < r["files_before"]
     c.flush("t")
-    second = CliRunner().invoke(main, ["--uri", node.flight, "compact", "--table", "t"], catch_exceptions=False)
-    assert second.exit_code == 0, second.output
-    assert re.match(r"t: (compacted|nothing), files \d+ -> \d+", second.output), second.output
+    out = CliRunner().invoke(main, ["--uri", node.flight, "compact", "--table", "t"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    # the files flushed meanwhile merge with the first pass's file
+    m = re.fullmatch(r"t: compacted, files (\d+) -> 1 \((\d+) merged into 1, \d+ -> \d+ bytes, (\d+) rows\)\n",
+                     out.output)
+    assert m, out.output
+    assert int(m.group(1)) == int(m.group(2)) and int(m.group(3)) == len(acked)
     files_after = file_count(c)
     assert files_after * 10 <= files_before, (files_before, files_after)
     assert all_ids(c) == sorted(acked)  # every acknowledged row exactly once
     listed = c.query("SELECT key, rows, node_id FROM system.files WHERE table_name = 't'").to_pylist()
-    assert set(r["new_keys"]) <= {f["key"] for f in listed}
-    assert sum(f["rows"] for f in listed) == len(acked)
+    assert len(listed) == 1 and listed[0]["rows"] == len(acked)
+    again = CliRunner().invoke(main, ["--uri", node.flight, "compact"], catch_exceptions=False)
+    assert again.output == "t: nothing, files 1 -> 1\n"
     metrics = httpx.get(node.metrics + "/metrics").text
     assert f'miniodb_table_files{{table="t"}} {float(files_after)}' in metrics
     assert re.search(r'miniodb_compaction_runs_total\{outcome="compacted"\} [1-9]', metrics)

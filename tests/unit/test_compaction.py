@@ -226,3 +226,29 @@ def test_the_lease_of_this_nodes_dead_incarnation_is_taken_over(tmp_path):
     [r] = env.compactor.run()
     assert r.outcome == "compacted"
     assert env.meta.lease_holder("compaction:t") is None
+
+
+def test_retention_and_compaction_do_not_fight(tmp_path):
+    """Retention plans to drop three expired files; compaction merges them first. The sweep's
+    strict commit is refused, it re-reads the file list and drops the merged file instead."""
+    from flight_server.retention import RetentionSweeper
+
+    env = Env(tmp_path, config=TableConfig(retention_days=1), min_file_age_seconds=60)
+    for i in range(3):
+        env.put(batch(i, i + 1), age=3 * 86400)
+    keep = env.put(batch(10, 11), age=10)  # fresh: neither expired nor old enough to merge
+    real = env.meta.commit_files
+    raced: list[str] = []
+
+    def compaction_commits_first(*args, **kwargs):
+        if not raced:  # retention's first commit: compaction gets in first
+            raced.append("racing")
+            raced.append(env.compactor.run()[0].outcome)
+        return real(*args, **kwargs)
+
+    env.meta.commit_files = compaction_commits_first
+    sweeper = RetentionSweeper(env.catalog, env.store, default_days=0, clock=lambda: NOW)
+    assert sweeper.sweep() == {"t": 1}
+    assert raced == ["racing", "compacted"]
+    assert [f.key for f in env.meta.list_files("t")] == [keep.key]
+    assert env.rows().column("id").to_pylist() == [10]
