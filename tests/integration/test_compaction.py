@@ -131,6 +131,7 @@ def test_compaction_under_ingest_and_queries(node_factory):
     assert all_ids(node.client()) == sorted(acked)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["compaction_uploaded", "compaction_committed"])
 def test_kill_9_in_the_middle_of_compaction(node_factory, step):
     node = node_factory(env={**FAST, "MINIODB_DEBUG_CRASH_AT": step})
