@@ -240,6 +240,12 @@ class _LeaseKeeper:
     def held(self) -> bool:
         return not self._lost
 
+    def confirm(self) -> bool:
+        """Renew now (before a commit): False if the lease is no longer ours."""
+        if not self._lost and not self.metadata.renew_lease(self.name, self.owner, self.ttl):
+            self._lost = True
+        return not self._lost
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
@@ -249,8 +255,9 @@ class _LeaseKeeper:
             log.warning("compaction lease %s not released: %s", self.name, exc)
 
 
-class LeaseLost(MinioDBError):
-    """The compaction lease expired while the pass ran: its work is dropped."""
+class Abandoned(MinioDBError):
+    """The pass stops before its commit (the lease expired, or the node is stopping): its
+    uncommitted work is dropped."""
 
 
 class Compactor:
@@ -346,7 +353,7 @@ class Compactor:
             except FilesChanged as exc:
                 result.outcome, result.error = "conflict", exc.message
                 log.info("compaction of %s: files changed meanwhile (attempt %d): %s", name, attempt, exc)
-            except (LeaseLost, NotFound) as exc:  # lease gone, or the table was dropped
+            except (Abandoned, NotFound) as exc:  # lease gone, node stopping, or the table was dropped
                 result.outcome, result.error = "conflict", exc.message
                 return
 
@@ -364,17 +371,15 @@ class Compactor:
             result.outcome = "compacted" if result.merged_files else "nothing"
             return
         for day, groups in plan.items():
-            if not keeper.held():
-                raise LeaseLost(f"the compaction lease of {name!r} expired")
             written: list[tuple[FileEntry, Path]] = []
             removed = [f.key for g in groups for f in g]
             committing = False
             try:
                 for group in groups:
+                    self._check(name, keeper)
                     written.append(self._merge(info, day, group))
                 self.faults("compaction_uploaded")
-                if not keeper.held():
-                    raise LeaseLost(f"the compaction lease of {name!r} expired")
+                self._check(name, keeper, confirm=True)
                 committing = True
                 self.metadata.commit_files(name, info.table_id, [e for e, _ in written], remove=removed,
                                            strict=True)
@@ -400,6 +405,12 @@ class Compactor:
             result.new_keys += [e.key for e, _ in written]
         result.files_after = count
         result.outcome, result.error = "compacted", ""
+
+    def _check(self, name: str, keeper: _LeaseKeeper, confirm: bool = False) -> None:
+        if not (keeper.confirm() if confirm else keeper.held()):
+            raise Abandoned(f"the compaction lease of {name!r} expired; the pass was dropped")
+        if self._stop.is_set():
+            raise Abandoned(f"the node is stopping; the compaction of {name!r} was dropped")
 
     def _merge(self, info: TableInfo, day: dt.date, group: list[FileEntry]) -> tuple[FileEntry, Path]:
         """Write the rows of ``group`` into one new object; returns its entry and local file."""

@@ -252,3 +252,19 @@ def test_retention_and_compaction_do_not_fight(tmp_path):
     assert raced == ["racing", "compacted"]
     assert [f.key for f in env.meta.list_files("t")] == [keep.key]
     assert env.rows().column("id").to_pylist() == [10]
+
+
+def test_a_lost_lease_drops_the_pass_before_its_commit(tmp_path):
+    env = Env(tmp_path)
+    files = [env.put(batch(i, i + 1)) for i in range(3)]
+
+    def lease_expires_and_another_node_takes_it():
+        env.meta.release_lease("compaction:t", env.compactor.owner)
+        assert env.meta.acquire_lease("compaction:t", "n2:other", 30)
+
+    env.steps["compaction_uploaded"] = lease_expires_and_another_node_takes_it
+    [r] = env.compactor.run()
+    assert r.outcome == "conflict" and "lease" in r.error
+    assert [f.key for f in env.meta.list_files("t")] == [f.key for f in files]
+    assert sorted(o.key for o in env.store.list("t/")) == sorted(f.key for f in files)  # output removed
+    assert env.meta.lease_holder("compaction:t") == "n2:other"  # the new holder's lease is left alone
