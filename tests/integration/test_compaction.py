@@ -153,3 +153,5 @@ def test_kill_9_in_the_middle_of_compaction(node_factory, step):
     c.flush("t")
     assert all_ids(c) == acked
     assert file_count(c) == 2
+    bad = CliRunner().invoke(main, ["--uri", node.flight, "compact", "--table", "nosuch"])
+    assert bad.exit_code != 0 and "not found" in bad.output and "Traceback" not in bad.output, bad.output
