@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from clients.cli import main
 from clients.errors import MinioDBError
+from tests.fixtures.helpers import wait_until
 
 FAST = {"MINIODB_COMPACTION_MIN_FILE_AGE_SECONDS": "0", "MINIODB_COMPACTION_ENABLED": "false",
         "MINIODB_COMPACTION_MIN_FILES": "2", "MINIODB_BUFFER_FLUSH_INTERVAL": "3600"}
@@ -155,3 +156,14 @@ def test_kill_9_in_the_middle_of_compaction(node_factory, step):
     assert file_count(c) == 2
     bad = CliRunner().invoke(main, ["--uri", node.flight, "compact", "--table", "nosuch"])
     assert bad.exit_code != 0 and "not found" in bad.output and "Traceback" not in bad.output, bad.output
+
+
+def test_the_background_compactor_merges_on_its_interval(node_factory):
+    node = node_factory(env={**FAST, "MINIODB_COMPACTION_ENABLED": "true", "MINIODB_COMPACTION_INTERVAL_SECONDS": "0.5"})
+    c = node.client()
+    next_id = small_flushes(c, 6)
+    wait_until(lambda: file_count(c) == 1, timeout=60, what="the background pass merged the six files")
+    assert all_ids(c) == list(range(next_id))
+    metrics = httpx.get(node.metrics + "/metrics").text
+    assert re.search(r'miniodb_compaction_runs_total\{outcome="compacted"\} [1-9]', metrics), metrics
+    assert 'miniodb_table_files{table="t"} 1.0' in metrics
