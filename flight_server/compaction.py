@@ -315,6 +315,9 @@ class Compactor:
         except MinioDBError as exc:
             result.outcome, result.error = "error", exc.message
             log.warning("compaction of %s failed: %s", name, exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unreadable file: reported, the table stays as it was
+            result.outcome, result.error = "error", f"{type(exc).__name__}: {exc}"
+            log.exception("compaction of %s failed", name)
         finally:
             local.release()
         result.seconds = time.perf_counter() - started
