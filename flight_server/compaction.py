@@ -65,6 +65,7 @@ from clients.errors import Internal, MinioDBError, NotFound
 from .cache import FileCache
 from .catalog import Catalog
 from .config import CompactionSettings
+from .leases import LeaseKeeper, acquire_lease
 from .metadata.base import FileEntry, FilesChanged, TableInfo
 from .paths import data_file_day, data_file_key
 from .persist import ROW_GROUP_ROWS, dictionary_columns, lower_thread_priority, write_parquet
@@ -216,45 +217,6 @@ class _Stats:
         return keep(self.mins), keep(self.maxs)
 
 
-class _LeaseKeeper:
-    """Renews a held lease every ``ttl / 3`` seconds until stopped; ``held()`` turns False once
-    a renewal finds it lost (expired and maybe taken by another node)."""
-
-    def __init__(self, metadata, name: str, owner: str, ttl: float):
-        self.metadata, self.name, self.owner, self.ttl = metadata, name, owner, ttl
-        self._lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="miniodb-compaction-lease", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
-            try:
-                if not self.metadata.renew_lease(self.name, self.owner, self.ttl):
-                    self._lost = True
-                    log.warning("compaction lease %s lost", self.name)
-                    return
-            except MinioDBError as exc:
-                log.warning("compaction lease %s not renewed: %s", self.name, exc)
-
-    def held(self) -> bool:
-        return not self._lost
-
-    def confirm(self) -> bool:
-        """Renew now (before a commit): False if the lease is no longer ours."""
-        if not self._lost and not self.metadata.renew_lease(self.name, self.owner, self.ttl):
-            self._lost = True
-        return not self._lost
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            self.metadata.release_lease(self.name, self.owner)
-        except MinioDBError as exc:  # it expires on its own
-            log.warning("compaction lease %s not released: %s", self.name, exc)
-
-
 class Abandoned(MinioDBError):
     """The pass stops before its commit (the lease expired, or the node is stopping): its
     uncommitted work is dropped."""
@@ -303,11 +265,11 @@ class Compactor:
             self.on_result(result)
             return result
         try:
-            holder = self._acquire(lease)
+            holder = acquire_lease(self.metadata, lease, self.owner, LEASE_TTL)
             if holder is not None:
                 result.outcome, result.error = "busy", f"another node holds the compaction lease ({holder})"
             else:
-                keeper = _LeaseKeeper(self.metadata, lease, self.owner, LEASE_TTL)
+                keeper = LeaseKeeper(self.metadata, lease, self.owner, LEASE_TTL)
                 try:
                     self._attempts(name, result, keeper)
                 finally:
@@ -332,23 +294,7 @@ class Compactor:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def _acquire(self, lease: str) -> str | None:
-        """Take the lease; None when taken, else its holder. A lease of this node's earlier
-        incarnation (a process that died mid-pass) is taken over at once, not waited out."""
-        if self.metadata.acquire_lease(lease, self.owner, LEASE_TTL):
-            return None
-        holder = self.metadata.lease_holder(lease)
-        if holder is None and self.metadata.acquire_lease(lease, self.owner, LEASE_TTL):
-            return None  # it expired meanwhile
-        if holder is not None and holder.split(":", 1)[0] == self.node_id and holder != self.owner:
-            log.info("taking over compaction lease %s of this node's earlier incarnation", lease)
-            self.metadata.release_lease(lease, holder)
-            if self.metadata.acquire_lease(lease, self.owner, LEASE_TTL):
-                return None
-            holder = self.metadata.lease_holder(lease)
-        return holder or "unknown"
-
-    def _attempts(self, name: str, result: CompactionResult, keeper: _LeaseKeeper) -> None:
+    def _attempts(self, name: str, result: CompactionResult, keeper: LeaseKeeper) -> None:
         for attempt in range(1, RETRIES + 1):
             try:
                 self._pass(name, result, keeper)
@@ -360,7 +306,7 @@ class Compactor:
                 result.outcome, result.error = "conflict", exc.message
                 return
 
-    def _pass(self, name: str, result: CompactionResult, keeper: _LeaseKeeper) -> None:
+    def _pass(self, name: str, result: CompactionResult, keeper: LeaseKeeper) -> None:
         m = self.catalog.manifest(name)
         if m is None:
             raise NotFound(f"table {name!r} not found")
@@ -409,7 +355,7 @@ class Compactor:
         result.files_after = count
         result.outcome, result.error = "compacted", ""
 
-    def _check(self, name: str, keeper: _LeaseKeeper, confirm: bool = False) -> None:
+    def _check(self, name: str, keeper: LeaseKeeper, confirm: bool = False) -> None:
         if not (keeper.confirm() if confirm else keeper.held()):
             raise Abandoned(f"the compaction lease of {name!r} expired; the pass was dropped")
         if self._stop.is_set():
