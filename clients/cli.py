@@ -254,6 +254,31 @@ def flush(ctx, table):
 
 
 @main.command()
+@click.option("--table", "-t", default=None, help="only this table  [default: every table]")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@connection_options
+@click.pass_context
+def compact(ctx, table, as_json):
+    """Merge small Parquet files now (one compaction pass) and print what it did."""
+    with _client(ctx) as c:
+        r = c.compact(table)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    age = r.get("min_file_age_seconds")
+    for t in r["results"]:
+        line = f"{t['table']}: {t['outcome']}, files {t['files_before']} -> {t['files_after']}"
+        if t["merged_files"]:
+            line += (f" ({t['merged_files']} merged into {t['written_files']}, "
+                     f"{t['bytes_before']} -> {t['bytes_after']} bytes, {t['rows']} rows)")
+        if t["young_files"]:
+            line += f"; {t['young_files']} small files younger than {age:g}s left for later"
+        if t["error"]:
+            line += f"; {t['error']}"
+        click.echo(line)
+
+
+@main.command()
 @connection_options
 @click.pass_context
 def status(ctx):

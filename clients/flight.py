@@ -451,6 +451,10 @@ class Client:
     def flush(self, table: str | None = None) -> dict:
         return self.action(protocol.ACTION_FLUSH, {"table": table} if table else {})
 
+    def compact(self, table: str | None = None) -> dict:
+        """One compaction pass now over ``table`` (or every table): ``{"results": [...]}``."""
+        return self.action(protocol.ACTION_COMPACT, {"table": table} if table else {})
+
     def health(self) -> dict:
         return self.action(protocol.ACTION_HEALTH)
 

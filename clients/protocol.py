@@ -44,6 +44,7 @@ __all__ = [
     "ACTION_CREATE_TABLE",
     "ACTION_DESCRIBE_TABLE",
     "ACTION_CANCEL_QUERY_ID",
+    "ACTION_COMPACT",
     "ACTION_DROP_TABLE",
     "ACTION_END_SAVEPOINT",
     "ACTION_END_TRANSACTION",
@@ -215,6 +216,7 @@ ACTION_DROP_TABLE: Final = "drop_table"
 ACTION_LIST_TABLES: Final = "list_tables"
 ACTION_DESCRIBE_TABLE: Final = "describe_table"
 ACTION_CANCEL_QUERY_ID: Final = "cancel_query"  # {"query_id"}: a query of system.queries, on this node
+ACTION_COMPACT: Final = "compact"  # {"table"?}: one compaction pass now; {"results": [...]}
 
 FLIGHT_SQL_ACTIONS: Final = frozenset(
     {
@@ -249,6 +251,7 @@ CUSTOM_ACTIONS: Final = frozenset(
         ACTION_LIST_TABLES,
         ACTION_DESCRIBE_TABLE,
         ACTION_CANCEL_QUERY_ID,
+        ACTION_COMPACT,
     }
 )
 

@@ -57,6 +57,7 @@ class NodeActions:
             protocol.ACTION_HEALTH: lambda body: self.health(),
             protocol.ACTION_STATUS: lambda body: self.status(),
             protocol.ACTION_FLUSH: self._flush,
+            protocol.ACTION_COMPACT: self._compact,
             protocol.ACTION_LIST_TABLES: self._list_tables,
             protocol.ACTION_DESCRIBE_TABLE: lambda body: self.describe(_required(body, "name")),
             protocol.ACTION_CREATE_TABLE: self._create_table,
@@ -137,6 +138,14 @@ class NodeActions:
         results = self.node.flush(body.get("table"))
         return {"flushed": [r.__dict__ for r in results if r.rows],
                 "rows": sum(r.rows for r in results), "files": sum(r.files for r in results)}
+
+    def _compact(self, body: dict) -> dict:
+        table = body.get("table")
+        if table is not None and not isinstance(table, str):
+            raise InvalidRequest("table must be a string")
+        results = self.node.compactor.run(table or None)
+        return {"results": [r.to_json() for r in results],
+                "min_file_age_seconds": self.node.settings.compaction.min_file_age_seconds}
 
     def _list_tables(self, body: dict) -> dict:
         tables = self.node.catalog.list(body.get("pattern"))

@@ -152,6 +152,15 @@ class TableDefaults:
 
 
 @dataclass(frozen=True)
+class CompactionSettings:
+    enabled: bool = True  # the background compactor (``miniodb compact`` works either way)
+    interval_seconds: float = 300.0  # seconds between background passes over every table
+    target_file_bytes: int = 256 * 1024 * 1024  # merged files are about this big (Parquet bytes)
+    min_file_age_seconds: float = 60.0  # only files committed at least this long ago are merged
+    min_files: int = 10  # a day partition is compacted once it holds this many small files
+
+
+@dataclass(frozen=True)
 class DebugSettings:
     crash_at: str = ""  # tests only: a flush step where the node kills itself (flight_server/faults.py)
 
@@ -168,6 +177,7 @@ class Settings:
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     tables: TableDefaults = field(default_factory=TableDefaults)
+    compaction: CompactionSettings = field(default_factory=CompactionSettings)
     debug: DebugSettings = field(default_factory=DebugSettings)
 
     # -- derived locations -------------------------------------------------------------
@@ -447,6 +457,15 @@ def _validate(s: Settings) -> None:
                         ("ingest.dedup_claim_ttl", s.ingest.dedup_claim_ttl), ("ingest.dedup_wait", s.ingest.dedup_wait)):
         if value <= 0:
             bad(path, "must be positive")
+    c = s.compaction
+    if c.interval_seconds <= 0:
+        bad("compaction.interval_seconds", "must be positive")
+    if c.target_file_bytes < 1024 * 1024:
+        bad("compaction.target_file_bytes", "must be at least 1 MiB")
+    if c.min_file_age_seconds < 0:
+        bad("compaction.min_file_age_seconds", "must be zero or more seconds")
+    if c.min_files < 2:
+        bad("compaction.min_files", "must be at least 2")
     if s.wal.sync not in ("always", "none"):
         bad("wal.sync", f"must be 'always' or 'none', not {s.wal.sync!r}")
     if s.wal.mirror not in ("off", "object_store"):

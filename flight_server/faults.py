@@ -8,6 +8,8 @@ removed), ``commit_reply_lost`` (the commit was applied but its reply is lost: a
 ``Unavailable``), ``wal_remove`` (after the WAL floor is written and the first segment
 retired, before the others). DELETE/UPDATE (``rewrite.py``): ``dml_uploaded`` (the rewritten
 files are uploaded, not committed) and ``dml_committed`` (right after the strict commit).
+Compaction (flight_server/compaction.py): ``compaction_uploaded`` (merged file uploaded, not
+committed), ``compaction_committed`` (right after the swap commit).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from clients.errors import Internal, InvalidRequest, Unavailable
 log = logging.getLogger("miniodb.faults")
 
 STEPS = ("parquet_written", "object_put", "metadata_committed", "commit_reply_lost", "wal_remove",
-         "cluster_fragment", "dml_uploaded", "dml_committed")  # the last: a peer receiving a fragment of a distributed query
+         "cluster_fragment",  # a peer receiving a fragment of a distributed query
+         "dml_uploaded", "dml_committed", "compaction_uploaded", "compaction_committed")
 
 
 class CrashPoints:

@@ -81,6 +81,14 @@ class Metrics:
         self.flush_duration = Histogram("miniodb_flush_duration_seconds", "Buffer flush time",
                                         buckets=FLUSH_BUCKETS, registry=r)
         self.objects_written = Counter("miniodb_objects_written", "Parquet objects written", registry=r)
+        # tables and compaction
+        self.table_files = Gauge("miniodb_table_files", "Committed Parquet files per table", ["table"], registry=r)
+        self.compaction_runs = Counter("miniodb_compaction_runs", "Compaction passes over a table, by outcome "
+                                       "(compacted, nothing, busy, conflict, error)", ["outcome"], registry=r)
+        self.compaction_bytes = Counter("miniodb_compaction_bytes", "Parquet bytes of the files compaction merged",
+                                        registry=r)
+        self.compaction_files = Counter("miniodb_compaction_files", "Files compaction replaced by merged ones",
+                                        registry=r)
         # errors, cluster
         self.errors = Counter("miniodb_errors", "Errors returned to clients", ["code"], registry=r)
         self.live_nodes = Gauge("miniodb_live_nodes", "Live nodes seen in the registry", registry=r)
@@ -101,6 +109,7 @@ class Metrics:
         self._callbacks = _Callbacks()
         r.register(self._callbacks)
         self._buffer_tables: set[str] = set()
+        self._file_tables: set[str] = set()
 
     def bind_file_cache(self, hits: Callable[[], int], misses: Callable[[], int]) -> None:
         """Export the file cache's own hit/miss counters (read at scrape time)."""
@@ -117,6 +126,17 @@ class Metrics:
             except KeyError:
                 pass
         self._buffer_tables = set(rows_by_table)
+
+    def set_table_files(self, files_by_table: Mapping[str, int]) -> None:
+        """Set the per-table file-count gauge; dropped tables lose their series."""
+        for name, n in files_by_table.items():
+            self.table_files.labels(table=name).set(n)
+        for gone in self._file_tables - set(files_by_table):
+            try:
+                self.table_files.remove(gone)
+            except KeyError:
+                pass
+        self._file_tables = set(files_by_table)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

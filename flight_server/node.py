@@ -28,6 +28,7 @@ from .batches import BatchLedger
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
+from .compaction import CompactionResult, Compactor
 from .config import Settings, unknown_env_message
 from .coordinator.service import ClusterService
 from .datadir import DataDirLock
@@ -161,6 +162,10 @@ class Node:
         self.retention = RetentionSweeper(self.catalog, self.store, s.tables.retention_days,
                                           on_removed=self._on_dropped)
         self.retention.start()
+        self.compactor = Compactor(self.node_id, self.catalog, self.store, self.file_cache, s.compaction,
+                                   data / "tmp", faults=crash, on_result=self._on_compacted)
+        if s.compaction.enabled:
+            self.compactor.start()
         # memory freed by flushes goes back to the OS once ingest has been quiet a while
         self.trimmer = IdleTrimmer(lambda: (self.ingestor.bytes_total, self.buffers.total_bytes())).start()
         with ports.bind_errors(s):
@@ -233,6 +238,15 @@ class Node:
             buf = self.buffers.get(name)
             rows[name] = buf.rows if buf else 0
         self.metrics.set_buffer_rows(rows)
+        try:
+            files = {}
+            for info in self.catalog.list():
+                m = self.catalog.manifest(info.name)
+                if m is not None:
+                    files[info.name] = len(m.files)
+            self.metrics.set_table_files(files)
+        except MinioDBError as exc:  # the scrape still answers; the gauge keeps its last values
+            log.debug("table file counts not refreshed: %s", exc)
         if self.result_cache is not None:
             self.metrics.query_cache_bytes.set(self.result_cache.bytes)
             self.metrics.query_cache_entries.set(len(self.result_cache))
@@ -261,6 +275,12 @@ class Node:
     def _on_flushed(self, result: FlushResult) -> None:
         self.metrics.flush_duration.observe(result.seconds)
         self.metrics.objects_written.inc(result.files)
+
+    def _on_compacted(self, result: CompactionResult) -> None:
+        self.metrics.compaction_runs.labels(outcome=result.outcome).inc()
+        if result.merged_files:
+            self.metrics.compaction_bytes.inc(result.bytes_before)
+            self.metrics.compaction_files.inc(result.merged_files)
 
     # -- API used by the Flight server ---------------------------------------------------
     def query(self, sql: Any, params: Any = None) -> QueryResult:
@@ -361,6 +381,7 @@ class Node:
         if self.metrics_http is not None:
             self.metrics_http.stop()
         self.retention.stop()
+        self.compactor.stop()
         self.trimmer.stop()
         if self.adopter is not None:
             self.adopter.stop()

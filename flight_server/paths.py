@@ -35,6 +35,20 @@ def data_file_key(table: str, day: dt.date, node_id: str, seq: int) -> str:
     return f"{table}/date={day.isoformat()}/{node_id}-{seq:012d}.parquet"
 
 
+_DATA_FILE_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
+
+
+def data_file_day(key: str) -> dt.date | None:
+    """The day partition of a data file key (see :func:`data_file_key`), or None."""
+    m = _DATA_FILE_DAY.search(key)
+    if not m:
+        return None
+    try:
+        return dt.date.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+
+
 def table_prefix(table: str) -> str:
     return f"{table}/"
 

@@ -3,6 +3,9 @@ are removed from the manifest (atomically) and then from the object store.
 
 A file's age is the max of its time column when the table has one, else its commit time.
 Buffered rows are never dropped by retention; they age out after their flush.
+The removal commits strictly (``FilesChanged`` when a compaction or DML rewrite replaced one of
+the files meanwhile; the sweep then re-reads the manifest and tries again), so retention and
+compaction never fight: whoever commits second retries.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import pyarrow as pa
 from clients.errors import MinioDBError, NotFound
 
 from .catalog import Catalog
-from .metadata.base import FileEntry, TableInfo
+from .metadata.base import FileEntry, FilesChanged, TableInfo
 from .storage.base import ObjectStore
 
 log = logging.getLogger("miniodb.retention")
 DAY = 86400.0
+RETRIES = 3  # fresh attempts of a table's sweep after a concurrent rewrite
 
 
 def _newest_epoch(entry: FileEntry, info: TableInfo) -> float | None:
@@ -70,23 +74,36 @@ class RetentionSweeper:
             days = info.config.retention_days if info.config.retention_days is not None else self.default_days
             if not days:
                 continue
+            n = self._sweep_table(info, days, now)
+            if n:
+                removed[info.name] = n
+        return removed
+
+    def _sweep_table(self, info: TableInfo, days: int, now: float) -> int:
+        """Remove the table's expired files with a strict commit: a rewrite (compaction, DML)
+        that replaced one of them meanwhile wins, and the sweep retries on the new file list."""
+        for _ in range(RETRIES):
             m = self.catalog.manifest(info.name)
             if m is None or m.info.table_id != info.table_id:
-                continue
+                return 0
             old = expired_files(m.info, list(m.files), days, now)
             if not old:
-                continue
+                return 0
             keys = [f.key for f in old]
             try:
-                self.catalog.metadata.commit_files(info.name, info.table_id, [], remove=keys)
-            except NotFound:
+                self.catalog.metadata.commit_files(info.name, info.table_id, [], remove=keys, strict=True)
+            except FilesChanged:
+                self.catalog.invalidate(info.name)
                 continue
+            except NotFound:
+                return 0
             self.catalog.invalidate(info.name)
             self.store.delete_many(keys)
             self.on_removed(info.name, keys)
-            removed[info.name] = len(keys)
             log.info("retention removed %d files of %s older than %d days", len(keys), info.name, days)
-        return removed
+            return len(keys)
+        log.info("retention of %s: its files kept changing; retried next sweep", info.name)
+        return 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="miniodb-retention", daemon=True)

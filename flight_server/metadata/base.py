@@ -28,6 +28,11 @@ Contract (checked by ``tests/contract/test_metadata_store.py`` against every bac
   renewed while applying, released on failure and turned into ``done`` for
   ``batch_window`` seconds by ``finish_batch`` or by ``commit_files(batches=...)``, in the
   same atomic step as the files.
+* Leases (one compactor per table across the cluster, :mod:`flight_server.compaction`):
+  ``acquire_lease(name, owner, ttl)`` is one atomic check-and-set that succeeds when nobody
+  else holds a live lease of that name (the holder acquiring again extends it);
+  ``renew_lease`` and ``release_lease`` act only when ``owner`` still holds it. A lease whose
+  holder stops renewing expires after ``ttl`` seconds.
 * A backend that cannot be reached raises ``clients.errors.Unavailable``.
 """
 
@@ -277,6 +282,23 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def release_batch(self, batch_id: str, node_id: str, incarnation: str) -> None:
         """Drop a claim this incarnation holds (the batch failed; a retry may apply it)."""
+
+    # -- leases --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take the lease ``name`` for ``ttl`` seconds unless another owner holds a live one."""
+
+    @abc.abstractmethod
+    def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Extend a lease ``owner`` holds; False if it expired or another owner holds it now."""
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, owner: str) -> None:
+        """Drop the lease if ``owner`` holds it (anyone else's lease is left alone)."""
+
+    @abc.abstractmethod
+    def lease_holder(self, name: str) -> str | None:
+        """The owner of the live lease ``name``, or None."""
 
     # -- counters ----------------------------------------------------------------------
     @abc.abstractmethod

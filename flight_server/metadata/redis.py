@@ -22,6 +22,7 @@ Key layout (``P`` is the configurable prefix, ``redis.prefix``; every key lives 
     P:nodes:expiry      zset  node id -> expiry time (heartbeat time + TTL)
     P:sync              string marker written before ``WAIT`` (see below)
     P:batch:{id}        string batch-id claim or result, with a TTL (see redis_batches.py)
+    P:lease:{name}      string holder of a named lease, with a TTL (see redis_leases.py)
 
 Atomicity: every multi-key change (create, schema CAS, drop, file commit, node expiry) is one
 Lua script, so it is all-or-nothing and serialised with every other change; snapshot and
@@ -75,6 +76,7 @@ from .base import (
 )
 from .redis_backup import RedisBackup
 from .redis_batches import RedisBatchClaims
+from .redis_leases import RedisLeases
 from .redis_lua import COMMIT, CREATE, DROP, LIVE_NODES, UPDATE, parse_redis_url
 
 __all__ = ["RedisMetadataStore", "parse_redis_url"]
@@ -87,7 +89,7 @@ def _reason(exc: BaseException) -> str:
     return text[:300]
 
 
-class RedisMetadataStore(RedisBatchClaims, RedisBackup, MetadataStore):
+class RedisMetadataStore(RedisBatchClaims, RedisLeases, RedisBackup, MetadataStore):
     """The :class:`MetadataStore` contract over one Redis database (see the module docstring)."""
 
     def __init__(
@@ -124,6 +126,7 @@ class RedisMetadataStore(RedisBatchClaims, RedisBackup, MetadataStore):
         self._commit = client.register_script(COMMIT)
         self._live = client.register_script(LIVE_NODES)
         self._init_batches(client)
+        self._init_leases(client)
 
     # -- construction ------------------------------------------------------------------
     @classmethod

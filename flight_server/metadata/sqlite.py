@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY, state TEXT NOT NULL, rows INTEGER NOT NULL DEFAULT 0,
     node_id TEXT NOT NULL DEFAULT '', incarnation TEXT NOT NULL DEFAULT '', expires_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS batches_expiry ON batches(expires_at);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS dropped (table_id TEXT PRIMARY KEY, name TEXT NOT NULL, dropped_at REAL NOT NULL);
 """
 
@@ -236,6 +237,31 @@ class SQLiteMetadataStore(MetadataStore):
         with self._tx() as db:
             db.execute("DELETE FROM batches WHERE batch_id=? AND state='run' AND node_id=? AND incarnation=?",
                        (batch_id, node_id, incarnation))
+
+    # -- leases (a row with an expiry) ----------------------------------------------------
+    def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute("SELECT owner FROM leases WHERE name=? AND expires_at > ?", (name, now)).fetchone()
+            if row is not None and row[0] != owner:
+                return False
+            db.execute("INSERT OR REPLACE INTO leases(name, owner, expires_at) VALUES (?,?,?)", (name, owner, now + ttl))
+        return True
+
+    def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
+        now = self._clock()
+        with self._tx() as db:
+            cur = db.execute("UPDATE leases SET expires_at=? WHERE name=? AND owner=? AND expires_at > ?",
+                             (now + ttl, name, owner, now))
+            return cur.rowcount > 0
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM leases WHERE name=? AND owner=?", (name, owner))
+
+    def lease_holder(self, name: str) -> str | None:
+        rows = self._query("SELECT owner FROM leases WHERE name=? AND expires_at > ?", (name, self._clock()))
+        return rows[0][0] if rows else None
 
     # -- counters ----------------------------------------------------------------------
     def next_sequence(self, name: str, count: int = 1) -> int:

@@ -243,7 +243,7 @@ def test_help_documents_options_defaults_and_env():
         assert env in top
     assert "create_append" in runner.invoke(main, ["ingest", "--help"]).output  # the default, shown
     assert "default: the -o file's extension" in " ".join(runner.invoke(main, ["sql", "--help"]).output.split())
-    for name in ("sql", "ingest", "tables", "describe", "flush", "status", "backup", "backups", "restore"):
+    for name in ("sql", "ingest", "tables", "describe", "flush", "status", "backup", "backups", "restore", "compact"):
         for param in main.commands[name].params:
             if isinstance(param, pytest.importorskip("click").Option):
                 assert param.help, f"{name} {param.opts} has no help"
