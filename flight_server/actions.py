@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from clients import protocol
-from clients.errors import InvalidRequest, MinioDBError, NotFound
+from clients.errors import InvalidRequest, MinioDBError, NotFound, Unavailable
 
 from .metadata.base import TableConfig
 from .schema import schema_from_json
@@ -65,6 +65,9 @@ class NodeActions:
             protocol.ACTION_BACKUP_METADATA: lambda body: n.backups.backup(),
             protocol.ACTION_LIST_BACKUPS: lambda body: {"backups": n.backups.list(body.get("days"))},
             protocol.ACTION_RESTORE_METADATA: self._restore,
+            protocol.ACTION_VACUUM: lambda body: n.vacuum.run(body.get("table") or None).to_json(),
+            protocol.ACTION_RESTORE_TABLE: lambda body: n.history.restore(
+                _required(body, "table"), _required(body, "version"), self.flush_everywhere),
         }
 
     # -- documents -------------------------------------------------------------------------
@@ -137,6 +140,23 @@ class NodeActions:
         results = self.node.flush(body.get("table"))
         return {"flushed": [r.__dict__ for r in results if r.rows],
                 "rows": sum(r.rows for r in results), "files": sum(r.files for r in results)}
+
+    def flush_everywhere(self, table: str) -> None:
+        """Flush ``table`` here and, in a cluster, on every live node (restore-table)."""
+        n = self.node
+        n.flush(table)
+        cluster = getattr(n, "cluster", None)
+        if cluster is None or not cluster.distributed:
+            return
+        nodes = [x for x in n.metadata.live_nodes() if x.flight_uri and x.node_id != n.node_id]
+        timeout = n.settings.coordinator.peer_timeout
+        for peer in nodes:
+            try:
+                cluster.coordinator.clients.action(peer.flight_uri, protocol.ACTION_FLUSH,
+                                                   protocol.dumps({"table": table}), timeout)
+            except Exception as exc:  # noqa: BLE001 - a peer that cannot flush blocks the restore
+                raise Unavailable(f"cannot restore table {table!r}: node {peer.node_id!r} did not flush "
+                                  f"its buffer ({exc})") from exc
 
     def _list_tables(self, body: dict) -> dict:
         tables = self.node.catalog.list(body.get("pattern"))

@@ -52,7 +52,9 @@ from .query.system import SystemTables
 from .querylog import QueryLog
 from .result_cache import RedisSharedCache, ResultCache
 from .retention import RetentionSweeper
+from .snapshots import TableHistory
 from .storage import load_object_store
+from .vacuum import Vacuum
 from .wal import WriteAheadLog
 
 log = logging.getLogger("miniodb.node")
@@ -155,6 +157,8 @@ class Node:
         self.retention = RetentionSweeper(self.catalog, self.store, s.tables.retention_days,
                                           on_removed=self._on_dropped)
         self.retention.start()
+        self.history = TableHistory(self.catalog, self.metadata, self.store)
+        self.vacuum = Vacuum(self.metadata, s.snapshot, self._retire_objects, on_deleted=self._on_dropped).start()
         # memory freed by flushes goes back to the OS once ingest has been quiet a while
         self.trimmer = IdleTrimmer(lambda: (self.ingestor.bytes_total, self.buffers.total_bytes())).start()
         with ports.bind_errors(s):
@@ -355,6 +359,7 @@ class Node:
         if self.metrics_http is not None:
             self.metrics_http.stop()
         self.retention.stop()
+        self.vacuum.stop()
         self.trimmer.stop()
         if self.adopter is not None:
             self.adopter.stop()

@@ -292,6 +292,10 @@ class MetadataStore(abc.ABC):
         """Object key -> (table_id, removed at) of files folded out of every version log."""
 
     @abc.abstractmethod
+    def add_garbage(self, table_id: str, removed: Mapping[str, float]) -> None:
+        """Track keys (-> removed at; a negative time marks an object the vacuum deleted already)."""
+
+    @abc.abstractmethod
     def forget_garbage(self, keys: list[str]) -> None:
         """The objects are deleted (or referenced again): stop tracking them."""
 

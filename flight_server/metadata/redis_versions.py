@@ -90,6 +90,11 @@ class RedisVersions:
                 continue
         return out
 
+    def add_garbage(self, table_id: str, removed) -> None:
+        if removed:
+            mapping = {k: orjson.dumps({"id": table_id, "t": float(t)}).decode() for k, t in removed.items()}
+            self._write("update the garbage list", lambda c: c.hset(self.k_garbage, mapping=mapping))
+
     def forget_garbage(self, keys: list[str]) -> None:
         if keys:
             self._write("update the garbage list", lambda c: c.hdel(self.k_garbage, *keys))

@@ -77,6 +77,12 @@ class SQLiteVersions:
     def garbage(self) -> dict[str, tuple[str, float]]:
         return {k: (tid, float(t)) for k, tid, t in self._query("SELECT key, table_id, removed_at FROM garbage")}
 
+    def add_garbage(self, table_id: str, removed) -> None:
+        if removed:
+            with self._tx() as db:
+                db.executemany("INSERT OR REPLACE INTO garbage(key, table_id, removed_at) VALUES (?,?,?)",
+                               [(k, table_id, float(t)) for k, t in removed.items()])
+
     def forget_garbage(self, keys: list[str]) -> None:
         if keys:
             with self._tx() as db:
