@@ -20,7 +20,8 @@ from clients.errors import Internal, InvalidRequest, Unavailable
 log = logging.getLogger("miniodb.faults")
 
 STEPS = ("parquet_written", "object_put", "metadata_committed", "commit_reply_lost", "wal_remove",
-         "cluster_fragment")  # the last: a peer receiving a fragment of a distributed query
+         "cluster_fragment",  # a peer receiving a fragment of a distributed query
+         "restore_flushed", "restore_committed")  # restore-table: buffers flushed / the commit applied
 
 
 class CrashPoints:

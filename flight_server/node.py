@@ -157,7 +157,9 @@ class Node:
         self.retention = RetentionSweeper(self.catalog, self.store, s.tables.retention_days,
                                           on_removed=self._on_dropped)
         self.retention.start()
-        self.history = TableHistory(self.catalog, self.metadata, self.store)
+        self.history = TableHistory(self.catalog, self.metadata, self.store, faults=self.faults)
+        self.resolver.history = self.history
+        self.engine.time_travel = self.resolver.at
         self.vacuum = Vacuum(self.metadata, s.snapshot, self._retire_objects, on_deleted=self._on_dropped).start()
         # memory freed by flushes goes back to the OS once ingest has been quiet a while
         self.trimmer = IdleTrimmer(lambda: (self.ingestor.bytes_total, self.buffers.total_bytes())).start()

@@ -45,10 +45,12 @@ def parse_timestamp(text: str) -> float:
 
 
 class TableHistory:
-    def __init__(self, catalog: Catalog, metadata: MetadataStore, store: ObjectStore):
+    def __init__(self, catalog: Catalog, metadata: MetadataStore, store: ObjectStore,
+                 faults: Callable[[str], None] = lambda step: None):
         self.catalog = catalog
         self.metadata = metadata
         self.store = store
+        self.faults = faults  # crash points (tests only): restore_flushed, restore_committed
 
     def at(self, table: str, version: int | None = None, timestamp: float | None = None,
            check_objects: bool = False) -> tuple[TableInfo, Version, list[FileEntry]]:
@@ -88,6 +90,7 @@ class TableHistory:
         """Make ``table`` hold exactly what it held at ``version`` (a new version)."""
         info, entry, files = self.at(table, version)  # refuse early, before flushing anything
         flush_everywhere(info.name)
+        self.faults("restore_flushed")
         for _ in range(RESTORE_ATTEMPTS):
             info, entry, files = self.at(table, version, check_objects=True)
             current = {f.key: f for f in self.metadata.list_files(info.name)}
@@ -105,6 +108,7 @@ class TableHistory:
                 continue  # a concurrent rewrite took some files: read the manifest again
             finally:
                 self.catalog.invalidate(info.name)
+            self.faults("restore_committed")
             log.info("table %s restored to version %d as version %d (+%d -%d files)", info.name, entry.version,
                      new, len(add), len(remove))
             return {"table": info.name, "restored_from": entry.version, "version": new, "added": len(add),

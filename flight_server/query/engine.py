@@ -226,6 +226,7 @@ class QueryEngine:
         self._lock = threading.Lock()
         self._active: dict[int, duckdb.DuckDBPyConnection] = {}
         self.system_tables: Any = None  # query.system.SystemTables: binds system.* per request
+        self.time_travel: Callable[[Any], ResolvedTable] | None = None  # AtRef -> its view (resolve.py)
         self._cursors = CursorPool(self._db)
         self.hot = HotTables(self._db, hot_table_bytes, hot_cache_bytes, self._file_select)
 
@@ -305,6 +306,13 @@ class QueryEngine:
                         rt.release = lambda f=release_files, h=release_hot: (f(), h())
                     wanted.add(rt.name.lower())
                     self._cursors.bind(cur, views, key, rt, self._bind)
+                for view, ref in analysis.at_refs.items():  # t AT (VERSION => n): committed files only
+                    if self.time_travel is None:
+                        raise InvalidRequest("time travel is not available on this node")
+                    rt = self.time_travel(ref)
+                    resolved.append(rt)
+                    wanted.add(view)
+                    self._cursors.bind(cur, views, view, rt, self._bind)
                 self._cursors.forget(cur, views, keep=wanted)
                 if analysis.qualified and self.system_tables is not None:
                     state["reuse"] = False  # per-request system bindings: not for the pool

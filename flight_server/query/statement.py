@@ -16,7 +16,8 @@ the ``miniodb`` catalog. Parsing is a pure function of the text, so a private in
 The digest: DuckDB's ``json_serialize_sql`` tree (positions removed: whitespace and keyword
 case do not matter, literals and aliases do). A statement is *cacheable* unless it calls a
 function whose value changes between calls (``random()``, ``now()``, ``current_date``, ...),
-samples, or reads a table outside schema ``main`` (``system.*``).
+samples, reads a table outside schema ``main`` (``system.*``) or reads a table at a version
+(``t AT (VERSION => 12)``: rewritten to a view of that version's files, :mod:`.analyze`).
 """
 
 from __future__ import annotations
@@ -87,9 +88,12 @@ def statement(text: str) -> Statement:
     found: dict = {}
     clean = _scan(tree.get("statements", []), found)
     analysis = analyze(tree)
+    if analysis.at_refs:  # time travel: the statement reads the views analyze() named
+        sql = _parser.deserialize(tree)
     digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Statement(text, sql, kind, count, digest, tuple(sorted(ref.name for ref in analysis.tables.values())),
-                     analysis, cacheable=not found.get("volatile") and not analysis.qualified)
+                     analysis, cacheable=not found.get("volatile") and not analysis.qualified
+                     and not analysis.at_refs)
 
 
 def as_statement(sql: str | Statement) -> Statement:
@@ -110,6 +114,14 @@ class _Parser:
                     "enable_external_access": False, "autoinstall_known_extensions": False,
                     "autoload_known_extensions": False})
             return self._db.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
+
+    def deserialize(self, tree: dict) -> str:
+        """SQL text of a (rewritten) ``json_serialize_sql`` tree."""
+        self.serialize("SELECT 1")  # opens the database on first use
+        with self._lock:
+            assert self._db is not None
+            return self._db.execute("SELECT json_deserialize_sql(?::JSON)", [orjson.dumps(tree).decode()]
+                                    ).fetchall()[0][0]
 
 
 _parser = _Parser()
