@@ -329,7 +329,7 @@ class RedisMetadataStore(RedisBatchClaims, RedisBackup, RedisVersions, MetadataS
             args += [f"{watermark[0]}|{table_id}", int(watermark[1])]
         else:
             args += ["", 0]
-        args += [repr(float(self._clock())), operation or "commit"]
+        args += [repr(round(float(self._clock()), 6)), operation or "commit"]  # microseconds, as shown
         batch_keys, batch_args = self.commit_batch_args(batches)
         keys += batch_keys
         args += batch_args

@@ -34,7 +34,7 @@ class SQLiteVersions:
             db.execute("DELETE FROM version_base WHERE table_id=?", (table_id,))
             db.execute("INSERT INTO version_base(table_id, key, entry) "
                        "SELECT ?, key, entry FROM files WHERE table_name=?", (table_id, table))
-        v = Version(version, self._clock(), operation or "commit", tuple(add), tuple(remove))
+        v = Version(version, round(self._clock(), 6), operation or "commit", tuple(add), tuple(remove))
         db.execute("INSERT OR REPLACE INTO versions(table_id, version, table_name, committed_at, entry) "
                    "VALUES (?,?,?,?,?)", (table_id, version, table, v.committed_at, orjson.dumps(v.to_json()).decode()))
 

@@ -101,8 +101,9 @@ class VersionLog:
     def version_at(self, ts: float, table: str = "") -> int:
         """The newest version committed at or before epoch ``ts``."""
         best = 0
+        limit = round(ts * 1e6)  # microseconds: a time read back from system.snapshots matches exactly
         for e in self.entries:
-            if e.committed_at <= ts:
+            if round(e.committed_at * 1e6) <= limit:
                 best = e.version
         if not best:
             what = f"table {table!r}" if table else "the table"
