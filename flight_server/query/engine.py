@@ -262,7 +262,7 @@ class QueryEngine:
         ``schema_only``: bind the statement but run nothing (an empty result of its schema)."""
         started = time.perf_counter()
         st = as_statement(statement)
-        kind, sql = st.kind, st.sql
+        kind, sql = st.kind, st.bound_sql or st.sql  # bound: time-travel references read their views
         refuse(kind)
         cur, views = self._cursors.take()
         resolved: list[ResolvedTable] = []

@@ -67,6 +67,7 @@ class Statement:
     analysis: Analysis | None = None  # per table: constraints for pruning; qualified names
     cacheable: bool = False
     error: str = ""  # why DuckDB could not serialise the SELECT (reported when it runs)
+    bound_sql: str = ""  # what the engine runs instead of ``sql`` (AT clauses -> views); "" : ``sql``
 
     @property
     def is_update(self) -> bool:
@@ -88,12 +89,39 @@ def statement(text: str) -> Statement:
     found: dict = {}
     clean = _scan(tree.get("statements", []), found)
     analysis = analyze(tree)
-    if analysis.at_refs:  # time travel: the statement reads the views analyze() named
-        sql = _parser.deserialize(tree)
+    # time travel: the engine runs the statement over the views analyze() named
+    bound = _parser.deserialize(tree) if analysis.at_refs else ""
     digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Statement(text, sql, kind, count, digest, tuple(sorted(ref.name for ref in analysis.tables.values())),
                      analysis, cacheable=not found.get("volatile") and not analysis.qualified
-                     and not analysis.at_refs)
+                     and not analysis.at_refs, bound_sql=bound)
+
+
+@functools.lru_cache(maxsize=256)
+def as_of(st: Statement, version: int) -> Statement:
+    """``st`` with every table of schema ``main`` that has no AT clause read ``AT (VERSION =>
+    version)`` (the session option ``miniodb.as_of_version``); other statements unchanged."""
+    if st.kind != "SELECT" or st.analysis is None or not (st.tables or st.analysis.at_refs):
+        return st
+    tree = orjson.loads(_parser.serialize(st.sql))
+    ctes = st.analysis.ctes
+    clause = {"unit": "VERSION", "expr": {"class": "CONSTANT", "type": "VALUE_CONSTANT", "alias": "",
+                                          "query_location": 0, "literal": {"kind": "INTEGER", "text": str(int(version))}}}
+
+    def walk(o: Any) -> None:
+        if isinstance(o, list):
+            for x in o:
+                walk(x)
+        elif isinstance(o, dict):
+            if (o.get("type") == "BASE_TABLE" and not o.get("at_clause") and not o.get("catalog_name")
+                    and str(o.get("schema_name") or "").lower() in ("", "main")
+                    and str(o.get("table_name", "")).lower() not in ctes):
+                o["at_clause"] = clause
+            for v in o.values():
+                walk(v)
+
+    walk(tree)
+    return statement(_parser.deserialize(tree))
 
 
 def as_statement(sql: str | Statement) -> Statement:

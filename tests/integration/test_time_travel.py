@@ -84,6 +84,19 @@ def test_a_query_at_version_n_reads_the_table_as_it_was(node) -> None:
         c.query("SELECT * FROM t AT (TIMESTAMP => 'yesterday')")
     with pytest.raises(NotFound):
         c.query("SELECT * FROM nope AT (VERSION => 1)")
+    # the session option: every table of every SELECT as of that version (ADBC sets it as text)
+    with node.adbc() as conn:
+        conn.adbc_connection.set_options(**{"adbc.flight.sql.session.option.miniodb.as_of_version":
+                                            str(versions[1])})
+        with conn.cursor() as cur:
+            cur.execute("SELECT tag, count(*) AS n, sum(v) AS s FROM t WHERE id > 3 GROUP BY tag ORDER BY tag")
+            assert cur.fetch_arrow_table().to_pylist() == oracle(loads[:2], QUERIES[1])
+            cur.execute(f"SELECT count(*) AS n FROM t AT (VERSION => {versions[0]})")  # explicit AT wins
+            assert cur.fetch_arrow_table()["n"][0].as_py() == 5
+        conn.adbc_connection.set_options(**{"adbc.flight.sql.session.optionerase.miniodb.as_of_version": ""})
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) AS n FROM t")
+            assert cur.fetch_arrow_table()["n"][0].as_py() == 19  # current data again, buffer included
 
 
 def cli(node, *argv: str) -> str:

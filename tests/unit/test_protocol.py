@@ -257,7 +257,7 @@ def test_action_names():
     assert protocol.BATCH_ID_HEADER == "x-miniodb-batch-id"
     assert protocol.CUSTOM_ACTIONS == {
         "flush", "backup_metadata", "restore_metadata", "list_backups", "health", "status",
-        "create_table", "drop_table", "list_tables", "describe_table", "cancel_query",
+        "create_table", "drop_table", "list_tables", "describe_table", "cancel_query", "vacuum", "restore_table",
     }  # fmt: skip
     assert protocol.FLIGHT_SQL_ACTIONS == {
         "CreatePreparedStatement", "ClosePreparedStatement", "CancelQuery", "BeginTransaction",
