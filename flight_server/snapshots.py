@@ -44,6 +44,11 @@ def parse_timestamp(text: str) -> float:
     return when.timestamp()
 
 
+def gone_error(table: str, version: int, keys: list[str]) -> NotFound:
+    return NotFound(f"version {version} of table {table!r} cannot be read: {len(keys)} of its objects were "
+                    f"deleted by the vacuum (e.g. {keys[0]!r})", detail={"table": table, "version": version})
+
+
 class TableHistory:
     def __init__(self, catalog: Catalog, metadata: MetadataStore, store: ObjectStore,
                  faults: Callable[[str], None] = lambda step: None):
@@ -53,7 +58,7 @@ class TableHistory:
         self.faults = faults  # crash points (tests only): restore_flushed, restore_committed
 
     def at(self, table: str, version: int | None = None, timestamp: float | None = None,
-           check_objects: bool = False) -> tuple[TableInfo, Version, list[FileEntry]]:
+           check_objects: bool | str = False) -> tuple[TableInfo, Version, list[FileEntry]]:
         """The table's definition, the version read and its file set (sorted by key)."""
         info = self.catalog.get(table)
         vlog = self.metadata.version_log(info.table_id)
@@ -66,23 +71,26 @@ class TableHistory:
                 raise InvalidRequest(f"version {version} does not exist yet: the newest version is {newest}",
                                      detail={"table": info.name, "version": version})
         entry, files = vlog.files_at(version, info.name)
-        if check_objects:
-            gone = [f.key for f in files if not self.store.exists(f.key)]
+        if check_objects:  # every object (a HEAD each on S3): restore; queries check local objects only
+            gone = [f.key for f in files if not self._exists(f.key, check_objects == "local")]
             if gone:
-                raise NotFound(f"version {version} of table {info.name!r} cannot be read: {len(gone)} of its "
-                               f"objects were deleted by the vacuum (e.g. {gone[0]!r})",
-                               detail={"table": info.name, "version": version})
+                raise gone_error(info.name, version, gone)
         return info, entry, files
+
+    def _exists(self, key: str, local_only: bool) -> bool:
+        path = self.store.local_path(key)
+        if path is not None:
+            return path.exists()
+        return True if local_only else self.store.exists(key)
 
     def snapshots(self) -> list[dict]:
         """One row per retained version of every table (system.snapshots)."""
         out = []
         for info in self.catalog.list():
             vlog = self.metadata.version_log(info.table_id)
-            for e, state in vlog.states():
+            for e, files, rows in vlog.summaries():
                 out.append({"table_name": info.name, "version": e.version, "committed_at": e.committed_at,
-                            "operation": e.operation, "files": len(state),
-                            "rows": sum(f.rows for f in state.values()), "added": len(e.added),
+                            "operation": e.operation, "files": files, "rows": rows, "added": len(e.added),
                             "removed": len(e.removed)})
         return out
 

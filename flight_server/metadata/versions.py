@@ -115,11 +115,30 @@ class VersionLog:
         return best
 
     def referenced(self) -> set[str]:
-        """Object keys some readable version references."""
-        keys: set[str] = set()
-        for _, state in self.states():
-            keys.update(state)
+        """Object keys some readable version references: the oldest retained file set plus
+        every key a later version added (each later file set is within that union)."""
+        if not self.entries:
+            return set()
+        state = dict(self.base)
+        apply(state, self.entries[0])
+        keys = set(state)
+        for e in self.entries[1:]:
+            keys.update(f.key for f in e.added)
         return keys
+
+    def summaries(self) -> Iterator[tuple[Version, int, int]]:
+        """Each entry with the number of files and rows of the table right after it."""
+        state = dict(self.base)
+        rows = sum(f.rows for f in state.values())
+        for e in self.entries:
+            for k in e.removed:
+                gone = state.pop(k, None)
+                rows -= gone.rows if gone is not None else 0
+            for f in e.added:
+                old = state.get(f.key)
+                rows += f.rows - (old.rows if old is not None else 0)
+                state[f.key] = f
+            yield e, len(state), rows
 
     def removals(self) -> dict[str, float]:
         """Keys removed by retained entries -> when (a candidate only once no version references it)."""

@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
-from clients.errors import InvalidRequest
+from clients.errors import InvalidRequest, NotFound
 
 from ..buffer import BufferManager
 from ..cache import FileCache
 from ..catalog import Catalog
 from ..metadata.base import FileEntry, TableInfo
 from ..schema import conform
-from ..snapshots import TableHistory, parse_timestamp
+from ..snapshots import TableHistory, gone_error, parse_timestamp
 from ..stats import Constraint, prune
 from .analyze import AtRef
 from .engine import QueryEngine, ResolvedTable
@@ -71,12 +71,15 @@ class TableResolver:
         if ref.value is None:
             raise InvalidRequest(f"AT ({ref.unit} => ...) of table {ref.name!r} needs a literal value")
         if ref.unit == "VERSION":
-            info, _, selected = self.history.at(ref.name, version=ref.value, check_objects=True)
+            info, e, selected = self.history.at(ref.name, version=ref.value, check_objects="local")
         elif ref.unit == "TIMESTAMP":
-            info, _, selected = self.history.at(ref.name, timestamp=parse_timestamp(ref.value), check_objects=True)
+            info, e, selected = self.history.at(ref.name, timestamp=parse_timestamp(ref.value), check_objects="local")
         else:
             raise InvalidRequest(f"AT ({ref.unit} => ...) is not supported: use VERSION or TIMESTAMP")
-        return self._resolved(ref.view, info, selected, len(selected), None)
+        try:
+            return self._resolved(ref.view, info, selected, len(selected), None)
+        except NotFound as exc:  # an object fetched from S3 was gone (vacuumed meanwhile)
+            raise gone_error(info.name, e.version, [str(exc)]) from exc
 
     def _resolved(self, name: str, info: TableInfo, selected: Sequence[FileEntry], files_total: int,
                   buffer: pa.Table | None) -> ResolvedTable:
