@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from clients.errors import NotFound
 from tests.fixtures.helpers import rows, wait_for_live_nodes
 from tests.integration.test_cluster_queries import cluster_env
 
@@ -14,7 +15,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.s3]
 
 @pytest.fixture
 def pair(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
-    extra = {"SNAPSHOT_VACUUM_INTERVAL": "0", "SNAPSHOT_GRACE_SECONDS": "0"}
+    extra = {"SNAPSHOT_VACUUM_INTERVAL": "0", "SNAPSHOT_GRACE_SECONDS": "0", "SNAPSHOT_RETENTION_VERSIONS": "1"}
     nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}", **extra),
                           name=f"n{i}") for i in range(2)]
     with nodes[0].client() as c:
@@ -49,4 +50,9 @@ def test_time_travel_and_restore_in_a_cluster(pair) -> None:
         ops = [s["operation"] for s in ca.query("SELECT operation FROM system.snapshots WHERE table_name = 't' "
                                                 "ORDER BY version").to_pylist()]
         assert ops == ["flush", "flush", "flush", "restore"]
-        assert cb.action("vacuum", {})["deleted"] == 0  # every object is still in a retained version
+        # keep 1 version: the two files the restore removed go (from S3, through the other node)
+        assert cb.action("vacuum", {})["deleted"] == 2
+        with pytest.raises(NotFound, match="not retained"):
+            ca.query(f"SELECT count(*) AS n FROM t AT (VERSION => {v1})")
+        assert count(ca, "SELECT count(*) AS n FROM t") == 10
+        assert ca.action("vacuum", {})["deleted"] == 0
