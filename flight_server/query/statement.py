@@ -33,6 +33,8 @@ import orjson
 import sqlglot
 from sqlglot import exp
 
+from clients.errors import InvalidRequest
+
 from ..statements import CATALOG, QUERY_KINDS, REFUSED, WRITE_KINDS, classify, refuse
 from .analyze import Analysis, analyze
 
@@ -90,7 +92,12 @@ def statement(text: str) -> Statement:
     clean = _scan(tree.get("statements", []), found)
     analysis = analyze(tree)
     # time travel: the engine runs the statement over the views analyze() named
-    bound = _parser.deserialize(tree) if analysis.at_refs else ""
+    bound = ""
+    if analysis.at_refs:
+        try:
+            bound = _parser.deserialize(tree)
+        except duckdb.Error as exc:
+            return Statement(text, sql, kind, count, error=f"AT (...) cannot be used in this statement: {exc}")
     digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Statement(text, sql, kind, count, digest, tuple(sorted(ref.name for ref in analysis.tables.values())),
                      analysis, cacheable=not found.get("volatile") and not analysis.qualified
@@ -121,7 +128,10 @@ def as_of(st: Statement, version: int) -> Statement:
                 walk(v)
 
     walk(tree)
-    return statement(_parser.deserialize(tree))
+    try:
+        return statement(_parser.deserialize(tree))
+    except duckdb.Error as exc:
+        raise InvalidRequest(f"miniodb.as_of_version cannot be applied to this statement: {exc}") from exc
 
 
 def as_statement(sql: str | Statement) -> Statement:
