@@ -279,6 +279,36 @@ def compact(ctx, table, as_json):
 
 
 @main.command()
+@click.option("--table", "-t", default=None, help="only this table  [default: every table]")
+@connection_options
+@click.pass_context
+def vacuum(ctx, table):
+    """Trim old table versions and delete objects no retained version references, now."""
+    from . import protocol
+
+    with _client(ctx) as c:
+        r = c.action(protocol.ACTION_VACUUM, {"table": table} if table else {})
+    click.echo(f"trimmed {r['trimmed']} versions, deleted {r['deleted']} objects "
+               f"({r['pending']} waiting for snapshot.grace_seconds)")
+
+
+@main.command("restore-table")
+@click.argument("table")
+@click.option("--version", "version", type=click.IntRange(min=1), required=True,
+              help="the version to restore (see system.snapshots)")
+@connection_options
+@click.pass_context
+def restore_table(ctx, table, version):
+    """Make TABLE hold exactly what it held at a version (itself a new version)."""
+    from . import protocol
+
+    with _client(ctx) as c:
+        r = c.action(protocol.ACTION_RESTORE_TABLE, {"table": table, "version": version})
+    click.echo(f"table {r['table']} restored to version {r['restored_from']} as version {r['version']}: "
+               f"{r['files']} files, {r['rows']} rows (+{r['added']} -{r['removed']} files)")
+
+
+@main.command()
 @connection_options
 @click.pass_context
 def status(ctx):

@@ -54,8 +54,10 @@ __all__ = [
     "ACTION_LIST_BACKUPS",
     "ACTION_LIST_TABLES",
     "ACTION_RESTORE_METADATA",
+    "ACTION_RESTORE_TABLE",
     "ACTION_SET_SESSION_OPTIONS",
     "ACTION_STATUS",
+    "ACTION_VACUUM",
     "ACTION_REQUESTS",
     "ABORT_UPLOAD",
     "BATCH_ID_HEADER",
@@ -217,6 +219,8 @@ ACTION_LIST_TABLES: Final = "list_tables"
 ACTION_DESCRIBE_TABLE: Final = "describe_table"
 ACTION_CANCEL_QUERY_ID: Final = "cancel_query"  # {"query_id"}: a query of system.queries, on this node
 ACTION_COMPACT: Final = "compact"  # {"table"?}: one compaction pass now; {"results": [...]}
+ACTION_VACUUM: Final = "vacuum"  # {"table"?}: trim version logs, delete unreferenced objects now
+ACTION_RESTORE_TABLE: Final = "restore_table"  # {"table", "version"}: the table as it was at that version
 
 FLIGHT_SQL_ACTIONS: Final = frozenset(
     {
@@ -252,6 +256,8 @@ CUSTOM_ACTIONS: Final = frozenset(
         ACTION_DESCRIBE_TABLE,
         ACTION_CANCEL_QUERY_ID,
         ACTION_COMPACT,
+        ACTION_VACUUM,
+        ACTION_RESTORE_TABLE,
     }
 )
 

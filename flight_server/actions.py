@@ -17,6 +17,7 @@ import pyarrow as pa
 from clients import protocol
 from clients.errors import InvalidRequest, MinioDBError, NotFound
 
+from .dml_hooks import cluster_flush
 from .metadata.base import TableConfig
 from .schema import schema_from_json
 
@@ -66,6 +67,9 @@ class NodeActions:
             protocol.ACTION_BACKUP_METADATA: lambda body: n.backups.backup(),
             protocol.ACTION_LIST_BACKUPS: lambda body: {"backups": n.backups.list(body.get("days"))},
             protocol.ACTION_RESTORE_METADATA: self._restore,
+            protocol.ACTION_VACUUM: lambda body: n.vacuum.run(body.get("table") or None).to_json(),
+            protocol.ACTION_RESTORE_TABLE: lambda body: n.history.restore(
+                _required(body, "table"), _required(body, "version"), cluster_flush(n)),
         }
 
     # -- documents -------------------------------------------------------------------------

@@ -275,7 +275,7 @@ class WalAdopter:
             committing = True
             try:  # fenced: the node itself (alive after all) flushed some of these rows meanwhile
                 self.metadata.commit_files(table, table_id, [entry], watermark=(dead, max(s for s, _, _ in fresh)),
-                                           since=min(s for s, _, _ in fresh), batches=ids)
+                                           since=min(s for s, _, _ in fresh), batches=ids, operation="adopt")
             except (NotFound, WatermarkFenced):  # dropped while adopting, or committed by the node:
                 committing = False               # nothing written; the next round looks again
                 self._delete([key])

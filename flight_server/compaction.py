@@ -331,7 +331,7 @@ class Compactor:
                 self._check(name, keeper, confirm=True)
                 committing = True
                 self.metadata.commit_files(name, info.table_id, [e for e, _ in written], remove=removed,
-                                           strict=True)
+                                           strict=True, operation="compaction")
             except (FilesChanged, NotFound):
                 self._discard(written)  # refused: nothing refers to the new objects
                 raise

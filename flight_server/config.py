@@ -161,6 +161,16 @@ class CompactionSettings:
 
 
 @dataclass(frozen=True)
+class SnapshotSettings:
+    """Table versions (time travel, restore-table) and the vacuum (flight_server/vacuum.py)."""
+
+    retention_versions: int = 100  # versions kept per table (the newest is always kept)
+    retention_seconds: float = 86_400.0  # ... and only those committed within this age (0: no age limit)
+    grace_seconds: float = 300.0  # an unreferenced object is deleted this long after its removal commit
+    vacuum_interval: float = 300.0  # seconds between vacuum runs on each node (0: only `miniodb vacuum`)
+
+
+@dataclass(frozen=True)
 class DebugSettings:
     crash_at: str = ""  # tests only: a flush step where the node kills itself (flight_server/faults.py)
 
@@ -178,6 +188,7 @@ class Settings:
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     tables: TableDefaults = field(default_factory=TableDefaults)
     compaction: CompactionSettings = field(default_factory=CompactionSettings)
+    snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
     debug: DebugSettings = field(default_factory=DebugSettings)
 
     # -- derived locations -------------------------------------------------------------

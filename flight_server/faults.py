@@ -24,7 +24,8 @@ log = logging.getLogger("miniodb.faults")
 
 STEPS = ("parquet_written", "object_put", "metadata_committed", "commit_reply_lost", "wal_remove",
          "cluster_fragment",  # a peer receiving a fragment of a distributed query
-         "dml_uploaded", "dml_committed", "compaction_uploaded", "compaction_committed")
+         "dml_uploaded", "dml_committed", "compaction_uploaded", "compaction_committed",
+         "restore_flushed", "restore_committed")  # restore-table: buffers flushed / the commit applied
 
 
 class CrashPoints:

@@ -55,7 +55,9 @@ from .querylog import QueryLog
 from .result_cache import RedisSharedCache, ResultCache
 from .retention import RetentionSweeper
 from .rewrite import TableRewriter
+from .snapshots import TableHistory
 from .storage import load_object_store
+from .vacuum import Vacuum
 from .wal import WriteAheadLog
 
 log = logging.getLogger("miniodb.node")
@@ -166,6 +168,10 @@ class Node:
                                    data / "tmp", faults=crash, on_result=self._on_compacted)
         if s.compaction.enabled:
             self.compactor.start()
+        self.history = TableHistory(self.catalog, self.metadata, self.store, faults=self.faults)
+        self.resolver.history = self.history
+        self.engine.time_travel = self.resolver.at
+        self.vacuum = Vacuum(self.metadata, s.snapshot, self._retire_objects, on_deleted=self._on_dropped).start()
         # memory freed by flushes goes back to the OS once ingest has been quiet a while
         self.trimmer = IdleTrimmer(lambda: (self.ingestor.bytes_total, self.buffers.total_bytes())).start()
         with ports.bind_errors(s):
@@ -382,6 +388,7 @@ class Node:
             self.metrics_http.stop()
         self.retention.stop()
         self.compactor.stop()
+        self.vacuum.stop()
         self.trimmer.stop()
         if self.adopter is not None:
             self.adopter.stop()

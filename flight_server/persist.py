@@ -142,7 +142,8 @@ class Flusher:
                         self.metadata.commit_files(name, table_id, [entry], remove=sorted(settle),
                                                    watermark=(self.node_id, max(batch.seqs)),
                                                    batches=batch_rows(batch.entries),
-                                                   since=None if settle else min(batch.seqs))
+                                                   since=None if settle else min(batch.seqs),
+                                                   operation="flush")
                     except WatermarkFenced as fenced:
                         committing = False
                         return self._fenced(batch, key, tmp, fenced.watermark)

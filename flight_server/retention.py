@@ -1,5 +1,6 @@
 """Retention: committed files whose newest row is older than the table's ``retention_days``
-are removed from the manifest (atomically) and then from the object store.
+are removed from the manifest (atomically, as a ``retention`` version). Their objects stay
+until the vacuum (:mod:`.vacuum`) deletes them: older versions may still read them.
 
 A file's age is the max of its time column when the table has one, else its commit time.
 Buffered rows are never dropped by retention; they age out after their flush.
@@ -91,14 +92,14 @@ class RetentionSweeper:
                 return 0
             keys = [f.key for f in old]
             try:
-                self.catalog.metadata.commit_files(info.name, info.table_id, [], remove=keys, strict=True)
+                self.catalog.metadata.commit_files(info.name, info.table_id, [], remove=keys, strict=True,
+                                                   operation="retention")
             except FilesChanged:
                 self.catalog.invalidate(info.name)
                 continue
             except NotFound:
                 return 0
             self.catalog.invalidate(info.name)
-            self.store.delete_many(keys)
             self.on_removed(info.name, keys)
             log.info("retention removed %d files of %s older than %d days", len(keys), info.name, days)
             return len(keys)

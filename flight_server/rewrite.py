@@ -189,7 +189,8 @@ class TableRewriter:
                 return 0
             self.faults("dml_uploaded")
             committing = True
-            self.metadata.commit_files(info.name, info.table_id, added, remove=removed, strict=True)
+            self.metadata.commit_files(info.name, info.table_id, added, remove=removed, strict=True,
+                                       operation=plan.kind.lower())
         except BaseException as exc:
             # not committed (refused, or failed before the commit): nobody references the uploads.
             # A commit that failed otherwise (a lost reply) may have landed: they stay.

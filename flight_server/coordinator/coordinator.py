@@ -108,7 +108,8 @@ class Coordinator:
 
     def begin(self, st: Statement, params: Any = None) -> Session | None:
         """Plan and pin a distributable SELECT; None: run it locally as on one node."""
-        if st.kind != "SELECT" or st.analysis is None or st.analysis.qualified or not st.tables:
+        if (st.kind != "SELECT" or st.analysis is None or st.analysis.qualified or not st.tables
+                or st.analysis.at_refs):  # time travel reads committed files only: no buffers to gather
             return None
         if params:
             st = self._bound(st, params)

@@ -6,7 +6,10 @@ the connection. The first call that stores options answers with a ``Set-Cookie``
 
 Accepted options: ``catalog`` (only ``miniodb``), ``schema`` (a known schema) and
 ``miniodb.multi_endpoint`` (a bool, or the string ``true``/``false``: plain scans answer one
-FlightInfo endpoint per node holding data; coordinator/endpoints.py). Anything else
+FlightInfo endpoint per node holding data; coordinator/endpoints.py) and
+``miniodb.as_of_version`` (a positive integer, or its text: every SELECT of the session reads
+each table as of that version, as if written ``t AT (VERSION => n)``; unset it to read the
+current data). Anything else
 is reported per option in ``SetSessionOptionsResult.errors`` (``INVALID_NAME`` /
 ``INVALID_VALUE``), as the specification asks, never as a failed call.
 """
@@ -27,6 +30,7 @@ from .metadata_commands import CATALOG, DEFAULT_SCHEMA
 
 COOKIE = "arrow_flight_session_id"
 MULTI_ENDPOINT = "miniodb.multi_endpoint"
+AS_OF_VERSION = "miniodb.as_of_version"  # every table read as of this version (flight_server/snapshots.py)
 _BOOLS = {"true": True, "1": True, "on": True, "false": False, "0": False, "off": False}
 _Result = flight_pb2.SetSessionOptionsResult
 
@@ -112,6 +116,8 @@ class SessionStore:
             value = _value(raw)
             if name == MULTI_ENDPOINT and isinstance(value, str) and value.lower() in _BOOLS:
                 value = _BOOLS[value.lower()]
+            if name == AS_OF_VERSION and isinstance(value, str) and value.strip().isdigit():
+                value = int(value.strip())
             error = self._check(name, value)
             if error is not None:
                 result.errors[name].value = error
@@ -136,12 +142,15 @@ class SessionStore:
         return result, new_id
 
     def _check(self, name: str, value: Any) -> int | None:
-        if name not in ("catalog", "schema", MULTI_ENDPOINT):
+        if name not in ("catalog", "schema", MULTI_ENDPOINT, AS_OF_VERSION):
             return _Result.INVALID_NAME
         if value is None:
             return None  # erase: back to the default
         if name == MULTI_ENDPOINT:
             return None if isinstance(value, bool) else _Result.INVALID_VALUE
+        if name == AS_OF_VERSION:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            return None if ok else _Result.INVALID_VALUE
         if not isinstance(value, str):
             return _Result.INVALID_VALUE
         if name == "catalog" and value.lower() != CATALOG:

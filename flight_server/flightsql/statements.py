@@ -25,7 +25,7 @@ from clients.protocol import flight_pb2, sql_pb2
 
 from ..coordinator.cluster import cancellable
 from ..dml import param_rows, parameter_schema
-from ..query.statement import Statement, refuse, statement
+from ..query.statement import Statement, as_of, refuse, statement
 from ..querylog import add_headers, add_trailers
 from . import metadata_commands as md
 from .api import EMPTY_SCHEMA, TXN, NodeAPI, check_txn, serialize
@@ -39,7 +39,7 @@ from .prepared import (
     require,
 )
 from .results import PREFETCH_BYTES, Execution, PendingResults
-from .sessions import MULTI_ENDPOINT
+from .sessions import AS_OF_VERSION, MULTI_ENDPOINT
 from .streaming import empty_stream, stream_execution
 
 # ADBC ingest modes <- TableDefinitionOptions
@@ -76,6 +76,10 @@ class StatementHandlers:
         """Run a statement for GetFlightInfo: a query executes (first parameter row) and waits
         for its DoGet; DDL/DML is applied now and answers an empty result."""
         st = statement(text)
+        if st.kind == "SELECT":  # session option miniodb.as_of_version: time travel for every table
+            as_of_version = self.sessions.options(self._session_keys(context)).get(AS_OF_VERSION)
+            if as_of_version is not None:
+                st = as_of(st, as_of_version)
         if st.is_update:
             count = self.node.execute_update(st.sql, params)
             ticket = protocol.pack(sql_pb2.TicketStatementQuery(statement_handle=orjson.dumps({"done": count})))

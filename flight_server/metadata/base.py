@@ -33,6 +33,9 @@ Contract (checked by ``tests/contract/test_metadata_store.py`` against every bac
   else holds a live lease of that name (the holder acquiring again extends it);
   ``renew_lease`` and ``release_lease`` act only when ``owner`` still holds it. A lease whose
   holder stops renewing expires after ``ttl`` seconds.
+* Every ``commit_files`` appends a version to the table's version log in the same atomic
+  step (:mod:`flight_server.metadata.versions`); ``trim_versions`` folds old versions into the
+  log's base and records the keys they removed as garbage for the vacuum.
 * A backend that cannot be reached raises ``clients.errors.Unavailable``.
 """
 
@@ -42,7 +45,7 @@ import abc
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -204,6 +207,10 @@ class FilesChanged(Conflict):
         self.missing = missing
 
 
+if TYPE_CHECKING:
+    from .versions import VersionLog
+
+
 class MetadataStore(abc.ABC):
     """Thread-safe catalog of one MinIODB deployment."""
 
@@ -240,13 +247,16 @@ class MetadataStore(abc.ABC):
         batches: Mapping[str, int] | None = None,
         since: int | None = None,
         strict: bool = False,
+        operation: str = "commit",
     ) -> int:
         """Atomically add/remove entries, bump and return the data version, set the watermark
         and record ``batches`` (batch id -> rows) as done for ``batch_window`` seconds.
         ``since`` (with ``watermark``): refuse with :class:`WatermarkFenced` when the stored
         watermark of ``watermark[0]`` for this table is ``since`` or more.
         ``strict``: refuse with :class:`FilesChanged` unless every key of ``remove`` is in the
-        manifest (rewrites - DML, compaction, restore - replace exactly the files they read)."""
+        manifest (rewrites - DML, compaction, restore - replace exactly the files they read).
+        ``operation`` (``flush``, ``retention``, ``restore``...) is recorded in the table's
+        version log, which the same atomic step appends to (:mod:`.versions`)."""
 
     @abc.abstractmethod
     def list_files(self, table: str) -> list[FileEntry]:
@@ -263,6 +273,40 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def was_dropped(self, table_id: str) -> bool:
         """The table incarnation ``table_id`` was dropped (or replaced) through ``drop_table``."""
+
+    # -- version log (flight_server/metadata/versions.py) ----------------------------------
+    @abc.abstractmethod
+    def version_log(self, table_id: str) -> VersionLog:
+        """The retained history of a table incarnation (one consistent read; empty if none)."""
+
+    @abc.abstractmethod
+    def version_logs(self) -> dict[str, str]:
+        """table_id -> table name of every incarnation that has a version log."""
+
+    @abc.abstractmethod
+    def trim_versions(self, table_id: str, upto: int) -> int:
+        """Fold the log entries numbered ``<= upto`` into the base, atomically; keys they removed
+        become garbage. Returns how many entries were folded."""
+
+    @abc.abstractmethod
+    def drop_version_log(self, table_id: str) -> None:
+        """Forget the history of a dropped incarnation (after the vacuum deleted its objects)."""
+
+    @abc.abstractmethod
+    def garbage(self) -> dict[str, tuple[str, float]]:
+        """Object key -> (table_id, removed at) of files folded out of every version log."""
+
+    @abc.abstractmethod
+    def add_garbage(self, table_id: str, removed: Mapping[str, float]) -> None:
+        """Track keys (-> removed at; a negative time marks an object the vacuum deleted already)."""
+
+    @abc.abstractmethod
+    def forget_garbage(self, keys: list[str]) -> None:
+        """The objects are deleted (or referenced again): stop tracking them."""
+
+    @abc.abstractmethod
+    def current_version(self) -> int:
+        """The global data version counter (the newest version of any table)."""
 
     # -- batch ids (exactly-once ingest) -----------------------------------------------
     batch_window: float = 86_400.0  # seconds a finished batch id is remembered (ingest.dedup_window)

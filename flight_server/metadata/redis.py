@@ -23,6 +23,10 @@ Key layout (``P`` is the configurable prefix, ``redis.prefix``; every key lives 
     P:sync              string marker written before ``WAIT`` (see below)
     P:batch:{id}        string batch-id claim or result, with a TTL (see redis_batches.py)
     P:lease:{name}      string holder of a named lease, with a TTL (see redis_leases.py)
+    P:log:{table_id}    hash  version -> Version JSON: the table's version log (redis_versions.py)
+    P:logbase:{table_id} hash object key -> FileEntry JSON: the file set before the oldest version
+    P:logs              hash  table_id -> table name of every version log (index)
+    P:garbage           hash  object key -> {"id", "t"}: files folded out of the logs, for the vacuum
 
 Atomicity: every multi-key change (create, schema CAS, drop, file commit, node expiry) is one
 Lua script, so it is all-or-nothing and serialised with every other change; snapshot and
@@ -78,6 +82,7 @@ from .redis_backup import RedisBackup
 from .redis_batches import RedisBatchClaims
 from .redis_leases import RedisLeases
 from .redis_lua import COMMIT, CREATE, DROP, LIVE_NODES, UPDATE, parse_redis_url
+from .redis_versions import RedisVersions
 
 __all__ = ["RedisMetadataStore", "parse_redis_url"]
 
@@ -89,7 +94,7 @@ def _reason(exc: BaseException) -> str:
     return text[:300]
 
 
-class RedisMetadataStore(RedisBatchClaims, RedisLeases, RedisBackup, MetadataStore):
+class RedisMetadataStore(RedisBatchClaims, RedisLeases, RedisBackup, RedisVersions, MetadataStore):
     """The :class:`MetadataStore` contract over one Redis database (see the module docstring)."""
 
     def __init__(
@@ -120,6 +125,7 @@ class RedisMetadataStore(RedisBatchClaims, RedisLeases, RedisBackup, MetadataSto
         self.k_dropped = f"{p}:dropped"  # table_id -> name: tombstones of dropped incarnations
         self.k_nodes, self.k_expiry = f"{p}:nodes", f"{p}:nodes:expiry"
         self.k_sync = f"{p}:sync"  # replication marker written before WAIT
+        self.k_logs, self.k_garbage = f"{p}:logs", f"{p}:garbage"
         self._create = client.register_script(CREATE)
         self._update = client.register_script(UPDATE)
         self._drop = client.register_script(DROP)
@@ -311,11 +317,11 @@ class RedisMetadataStore(RedisBatchClaims, RedisLeases, RedisBackup, MetadataSto
 
     # -- manifest ----------------------------------------------------------------------
     def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None,
-                     strict=False) -> int:
+                     strict=False, operation="commit") -> int:
         add = list(add)
         remove = list(remove)
         keys = [self.k_ids, self.k_versions, self.k_counters, self.k_files(table), self.k_manifests,
-                self.k_watermarks]
+                self.k_watermarks, self.k_log(table_id), self.k_log_base(table_id), self.k_logs]
         fence = int(since) if since is not None and watermark is not None else 0  # WAL sequences start at 1
         args: list[Any] = [table, table_id, fence, "1" if strict else "0", len(add)]
         for f in add:
@@ -326,6 +332,7 @@ class RedisMetadataStore(RedisBatchClaims, RedisLeases, RedisBackup, MetadataSto
             args += [f"{watermark[0]}|{table_id}", int(watermark[1])]
         else:
             args += ["", 0]
+        args += [repr(round(float(self._clock()), 6)), operation or "commit"]  # microseconds, as shown
         batch_keys, batch_args = self.commit_batch_args(batches)
         keys += batch_keys
         args += batch_args

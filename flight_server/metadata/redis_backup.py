@@ -77,6 +77,7 @@ class RedisBackup:
         def tx(pipe: redis.client.Pipeline) -> None:
             old_names = set(tolerant(lambda: pipe.hkeys(self.k_tables), []))
             old_names |= set(tolerant(lambda: pipe.smembers(self.k_manifests), set()))
+            logs = list(tolerant(lambda: pipe.hkeys(self.k_logs), []))
             current = tolerant(lambda: pipe.hgetall(self.k_counters), {})
             merged: dict[str, int] = {}
             for k, v in current.items():
@@ -90,6 +91,9 @@ class RedisBackup:
             pipe.multi()
             pipe.delete(self.k_tables, self.k_ids, self.k_versions, self.k_manifests, self.k_watermarks,
                         self.k_counters, *[self.k_files(n) for n in old_names | names | set(files)])
+            # the version logs describe the replaced manifests: history restarts from the restored
+            # state (objects only they referenced are left in place, never deleted)
+            pipe.delete(self.k_logs, *[self.k_log(i) for i in logs], *[self.k_log_base(i) for i in logs])
             for t in tables:
                 version += 1
                 pipe.hset(self.k_tables, t.name, orjson.dumps(t.to_json()).decode())
@@ -106,4 +110,4 @@ class RedisBackup:
             pipe.hset(self.k_counters, mapping=merged)
 
         self._write("restore the metadata",
-                    lambda c: c.transaction(tx, self.k_tables, self.k_manifests, self.k_counters))
+                    lambda c: c.transaction(tx, self.k_tables, self.k_manifests, self.k_counters, self.k_logs))

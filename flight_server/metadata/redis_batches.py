@@ -44,11 +44,11 @@ if tonumber(ARGV[3]) == 0 then redis.call('DEL', KEYS[1]) else redis.call('PEXPI
 return 1
 """
 
-# Appended to the file-commit script: KEYS[7..] batch keys, ARGV[tail]: window ms, rows per key.
+# Appended to the file-commit script: KEYS[10..] batch keys, ARGV[tail]: window ms, rows per key.
 COMMIT_BATCHES = """
 local window = ARGV[i + 2]
-for k = 7, #KEYS do
-  redis.call('SET', KEYS[k], cjson.encode({s='done', rows=ARGV[i + 3 + k - 7]}), 'PX', window)
+for k = 10, #KEYS do
+  redis.call('SET', KEYS[k], cjson.encode({s='done', rows=ARGV[i + 3 + k - 10]}), 'PX', window)
 end
 """
 

@@ -69,9 +69,11 @@ table.insert(files, 1, 'ok')
 return files
 """
 
-# KEYS: ids, versions, counters, files, manifests, watermarks, batch key * n_batches
+# KEYS: ids, versions, counters, files, manifests, watermarks, log, log base, logs, batch key * n_batches
 # ARGV: name, table_id, since (0: none), strict ('1': every removed key must exist), n_add, (key, entry) * n_add, n_remove, key * n_remove,
-#       wm_field, wm_seq, batch window ms, rows * n_batches
+#       wm_field, wm_seq, committed_at, operation, batch window ms, rows * n_batches
+# The version log entry (versions.py, JSON) is assembled from the raw entry strings, so numbers
+# in file statistics are never re-encoded by cjson.
 COMMIT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {'notfound'} end
 local since = tonumber(ARGV[3])
@@ -94,13 +96,29 @@ if strict then
   end
   if #missing > 0 then table.insert(missing, 1, 'changed'); return missing end
 end
+if redis.call('HLEN', KEYS[7]) == 0 then
+  redis.call('DEL', KEYS[8])
+  local cur = redis.call('HGETALL', KEYS[4])
+  for c = 1, #cur, 1000 do
+    redis.call('HSET', KEYS[8], unpack(cur, c, math.min(c + 999, #cur)))
+  end
+end
 for j = first_remove, first_remove + n_remove - 1 do redis.call('HDEL', KEYS[4], ARGV[j]) end
 for j = first_add, first_add + 2 * n_add - 1, 2 do redis.call('HSET', KEYS[4], ARGV[j], ARGV[j + 1]) end
 if wm_field ~= '' and wm_seq > old then redis.call('HSET', KEYS[6], wm_field, wm_seq) end
+local log_t, log_op = ARGV[i + 2], ARGV[i + 3]
+i = i + 2
 """ + COMMIT_BATCHES + """
 local v = redis.call('HINCRBY', KEYS[3], '__data_version', 1)
 redis.call('HSET', KEYS[2], ARGV[1], v)
 redis.call('SADD', KEYS[5], ARGV[1])
+local added = {}
+for j = first_add + 1, first_add + 2 * n_add - 1, 2 do table.insert(added, ARGV[j]) end
+local removed = {}
+for j = first_remove, first_remove + n_remove - 1 do table.insert(removed, cjson.encode(ARGV[j])) end
+redis.call('HSET', KEYS[7], v, '{"v":' .. v .. ',"t":' .. log_t .. ',"op":' .. cjson.encode(log_op) ..
+  ',"add":[' .. table.concat(added, ',') .. '],"rm":[' .. table.concat(removed, ',') .. ']}')
+redis.call('HSET', KEYS[9], ARGV[2], ARGV[1])
 return {'ok', v}
 """
 

@@ -23,6 +23,8 @@ from .base import (
     TableInfo,
     WatermarkFenced,
 )
+from .sqlite_versions import SCHEMA as VERSIONS_SCHEMA
+from .sqlite_versions import SQLiteVersions
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tables (
@@ -46,7 +48,7 @@ CREATE TABLE IF NOT EXISTS dropped (table_id TEXT PRIMARY KEY, name TEXT NOT NUL
 """
 
 
-class SQLiteMetadataStore(MetadataStore):
+class SQLiteMetadataStore(SQLiteVersions, MetadataStore):
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time):
         self.path = Path(path)
         self.url = f"sqlite://{self.path}"
@@ -58,7 +60,7 @@ class SQLiteMetadataStore(MetadataStore):
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + VERSIONS_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise Unavailable(f"cannot open metadata database {self.path}: {exc}") from exc
 
@@ -140,7 +142,7 @@ class SQLiteMetadataStore(MetadataStore):
 
     # -- manifest ----------------------------------------------------------------------
     def commit_files(self, table, table_id, add, remove=(), watermark=None, batches=None, since=None,
-                     strict=False) -> int:
+                     strict=False, operation="commit") -> int:
         with self._tx() as db:
             row = db.execute("SELECT table_id FROM tables WHERE name=?", (table,)).fetchone()
             if not row or row[0] != table_id:
@@ -158,6 +160,8 @@ class SQLiteMetadataStore(MetadataStore):
                 if old and old[0] >= since:
                     raise WatermarkFenced(f"rows of node {watermark[0]!r} in table {table!r} up to WAL "
                                           f"sequence {old[0]} are committed already", int(old[0]))
+            version = self._next_version(db)
+            self._log_commit(db, table, table_id, add, remove, version, operation)
             if remove:
                 db.executemany("DELETE FROM files WHERE table_name=? AND key=?", [(table, k) for k in remove])
             if add:
@@ -174,7 +178,6 @@ class SQLiteMetadataStore(MetadataStore):
                 )
             if batches:
                 self._record_batches(db, batches)
-            version = self._next_version(db)
             db.execute("UPDATE tables SET data_version=? WHERE name=?", (version, table))
         return version
 
@@ -324,7 +327,9 @@ class SQLiteMetadataStore(MetadataStore):
             # counters too, so a file sequence handed out before the restore is never reused.
             current = dict(db.execute("SELECT name, value FROM counters").fetchall())
             floor = max([current.get("__data_version", 0), *counters.values(), 0])
-            for tbl in ("tables", "files", "watermarks", "counters"):
+            # the version logs describe the replaced manifests: history restarts from the restored
+            # state (objects only they referenced are left in place, never deleted)
+            for tbl in ("tables", "files", "watermarks", "counters", "versions", "version_base"):
                 db.execute(f"DELETE FROM {tbl}")  # noqa: S608 - fixed names
             for name in current.keys() | counters.keys():
                 db.execute("INSERT INTO counters(name, value) VALUES (?,?)",

@@ -8,6 +8,7 @@ min/max statistics; a table referenced anywhere without constraints is not prune
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +34,30 @@ class TableRef:
     unconstrained: bool = False
 
 
+@dataclass(frozen=True)
+class AtRef:
+    """A time-travel reference ``t AT (VERSION => 12)`` / ``AT (TIMESTAMP => '...')``: the
+    statement reads the view ``view`` instead (bound to the table's files at that point)."""
+
+    view: str
+    name: str
+    unit: str  # VERSION | TIMESTAMP (anything else is refused when it runs)
+    value: str | None  # the literal's text; None: not a literal (refused when it runs)
+
+
 @dataclass
 class Analysis:
     tables: dict[str, TableRef]  # key: lower-cased unqualified name (schema "" or "main")
     qualified: list[tuple[str, str]]  # (schema, name) references with another schema
     ctes: set[str]
+    at_refs: dict[str, AtRef] = field(default_factory=dict)  # key: view name
+
+
+def at_view(name: str, unit: str, value: str | None) -> str:
+    """The view name a time-travel reference is rewritten to (deterministic per clause)."""
+    digest = hashlib.sha256(f"{unit}|{value}".encode()).hexdigest()[:12]
+    tag = f"v{value}" if unit == "VERSION" and value is not None and value.isdigit() else digest
+    return f"__at_{name.lower()}_{tag}"
 
 
 def _constant(node: dict) -> tuple[str, str] | None:
@@ -107,7 +127,18 @@ def _walk(obj: Any, analysis: Analysis, where_for_table: dict | None) -> None:
         schema = (obj.get("schema_name") or "").lower()
         name = obj["table_name"]
         catalog = obj.get("catalog_name") or ""
-        if catalog or schema not in ("", "main"):
+        at = obj.get("at_clause")
+        if at and not catalog and schema in ("", "main"):
+            unit = str(at.get("unit") or "").upper()
+            const = _constant(at.get("expr") or {})
+            value = const[0] if const is not None else None
+            view = at_view(name, unit, value)
+            analysis.at_refs[view] = AtRef(view, name, unit, value)
+            obj["table_name"], obj["at_clause"] = view, None  # the statement reads the view
+            obj["qualified_name"] = {"path": [view]}
+            if not obj.get("alias"):
+                obj["alias"] = name  # ``t.column`` keeps working
+        elif catalog or schema not in ("", "main"):
             analysis.qualified.append((schema, name))
         else:
             ref = analysis.tables.setdefault(name.lower(), TableRef(schema, name))
@@ -144,7 +175,9 @@ def parse_tree(serialized: str) -> dict:
 
 
 def analyze(tree: dict) -> Analysis:
-    """Walk the output of ``json_serialize_sql`` (already checked to have no error)."""
+    """Walk the output of ``json_serialize_sql`` (already checked to have no error).
+
+    Time-travel references are rewritten *in* ``tree`` to their views (:class:`AtRef`)."""
     analysis = Analysis(tables={}, qualified=[], ctes=set())
     _walk(tree.get("statements", []), analysis, None)
     for cte in analysis.ctes:

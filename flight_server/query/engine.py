@@ -226,6 +226,7 @@ class QueryEngine:
         self._lock = threading.Lock()
         self._active: dict[int, duckdb.DuckDBPyConnection] = {}
         self.system_tables: Any = None  # query.system.SystemTables: binds system.* per request
+        self.time_travel: Callable[[Any], ResolvedTable] | None = None  # AtRef -> its view (resolve.py)
         self._cursors = CursorPool(self._db)
         self.hot = HotTables(self._db, hot_table_bytes, hot_cache_bytes, self._file_select)
 
@@ -261,7 +262,7 @@ class QueryEngine:
         ``schema_only``: bind the statement but run nothing (an empty result of its schema)."""
         started = time.perf_counter()
         st = as_statement(statement)
-        kind, sql = st.kind, st.sql
+        kind, sql = st.kind, st.bound_sql or st.sql  # bound: time-travel references read their views
         refuse(kind)
         cur, views = self._cursors.take()
         resolved: list[ResolvedTable] = []
@@ -305,6 +306,13 @@ class QueryEngine:
                         rt.release = lambda f=release_files, h=release_hot: (f(), h())
                     wanted.add(rt.name.lower())
                     self._cursors.bind(cur, views, key, rt, self._bind)
+                for view, ref in analysis.at_refs.items():  # t AT (VERSION => n): committed files only
+                    if self.time_travel is None:
+                        raise InvalidRequest("time travel is not available on this node")
+                    rt = self.time_travel(ref)
+                    resolved.append(rt)
+                    wanted.add(view)
+                    self._cursors.bind(cur, views, view, rt, self._bind)
                 self._cursors.forget(cur, views, keep=wanted)
                 if analysis.qualified and self.system_tables is not None:
                     state["reuse"] = False  # per-request system bindings: not for the pool

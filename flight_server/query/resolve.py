@@ -3,6 +3,8 @@
 The (manifest, buffer) pair is taken under the table's commit lock, so a concurrent flush
 moves rows from the buffer to a file either entirely before or entirely after the snapshot.
 Files are pinned in the local cache for the life of the query and fetched in parallel.
+A time-travel reference (:meth:`TableResolver.at`) binds the files of a retained version
+(:mod:`flight_server.snapshots`), without any buffer.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
+from clients.errors import InvalidRequest, NotFound
+
 from ..buffer import BufferManager
 from ..cache import FileCache
 from ..catalog import Catalog
-from ..metadata.base import FileEntry
+from ..metadata.base import FileEntry, TableInfo
 from ..schema import conform
+from ..snapshots import TableHistory, gone_error, parse_timestamp
 from ..stats import Constraint, prune
+from .analyze import AtRef
 from .engine import QueryEngine, ResolvedTable
 
 
@@ -29,6 +35,7 @@ class TableResolver:
         self.file_cache = file_cache
         self.engine = engine
         self._pool = ThreadPoolExecutor(max_workers=fetch_threads, thread_name_prefix="miniodb-fetch")
+        self.history: TableHistory | None = None  # time travel (set by the node)
 
     def __call__(
         self,
@@ -53,6 +60,29 @@ class TableResolver:
             wanted = set(files)
             candidates = [f for f in candidates if f.key in wanted]
         selected = prune(candidates, info.schema, constraint_sets)
+        return self._resolved(info.name, info, selected, len(m.files), buffer)
+
+    def at(self, ref: AtRef) -> ResolvedTable:
+        """A time-travel reference: the table's committed files at that version (no buffer),
+        bound under the reference's view name. Refused (NotFound / InvalidRequest) when the
+        version is not retained or its objects are gone: never another state's rows."""
+        if self.history is None:
+            raise InvalidRequest("time travel is not available on this node")
+        if ref.value is None:
+            raise InvalidRequest(f"AT ({ref.unit} => ...) of table {ref.name!r} needs a literal value")
+        if ref.unit == "VERSION":
+            info, e, selected = self.history.at(ref.name, version=ref.value, check_objects="local")
+        elif ref.unit == "TIMESTAMP":
+            info, e, selected = self.history.at(ref.name, timestamp=parse_timestamp(ref.value), check_objects="local")
+        else:
+            raise InvalidRequest(f"AT ({ref.unit} => ...) is not supported: use VERSION or TIMESTAMP")
+        try:
+            return self._resolved(ref.view, info, selected, len(selected), None)
+        except NotFound as exc:  # an object fetched from S3 was gone (vacuumed meanwhile)
+            raise gone_error(info.name, e.version, [str(exc)]) from exc
+
+    def _resolved(self, name: str, info: TableInfo, selected: Sequence[FileEntry], files_total: int,
+                  buffer: pa.Table | None) -> ResolvedTable:
         keys = [f.key for f in selected]
         self.file_cache.pin(keys)
         try:
@@ -67,13 +97,13 @@ class TableResolver:
             buffer = conform(buffer, info.schema)
         file_columns = {c.lower() for f in selected for c in (f.columns or info.schema.names)}
         return ResolvedTable(
-            name=info.name,
+            name=name,
             columns=self.engine.duckdb_types(info),
             paths=[p for p, _ in fetched],
             file_columns=file_columns,
             duration_units={f.name.lower(): f.type.unit for f in info.schema if pa.types.is_duration(f.type)},
             buffer=buffer,
-            files_total=len(m.files),
+            files_total=files_total,
             files_scanned=len(selected),
             bytes_fetched=sum(n for _, n in fetched),
             file_bytes=sum(f.size for f in selected),

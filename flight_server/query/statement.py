@@ -16,7 +16,8 @@ the ``miniodb`` catalog. Parsing is a pure function of the text, so a private in
 The digest: DuckDB's ``json_serialize_sql`` tree (positions removed: whitespace and keyword
 case do not matter, literals and aliases do). A statement is *cacheable* unless it calls a
 function whose value changes between calls (``random()``, ``now()``, ``current_date``, ...),
-samples, or reads a table outside schema ``main`` (``system.*``).
+samples, reads a table outside schema ``main`` (``system.*``) or reads a table at a version
+(``t AT (VERSION => 12)``: rewritten to a view of that version's files, :mod:`.analyze`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import duckdb
 import orjson
 import sqlglot
 from sqlglot import exp
+
+from clients.errors import InvalidRequest
 
 from ..statements import CATALOG, QUERY_KINDS, REFUSED, WRITE_KINDS, classify, refuse
 from .analyze import Analysis, analyze
@@ -66,6 +69,7 @@ class Statement:
     analysis: Analysis | None = None  # per table: constraints for pruning; qualified names
     cacheable: bool = False
     error: str = ""  # why DuckDB could not serialise the SELECT (reported when it runs)
+    bound_sql: str = ""  # what the engine runs instead of ``sql`` (AT clauses -> views); "" : ``sql``
 
     @property
     def is_update(self) -> bool:
@@ -87,9 +91,47 @@ def statement(text: str) -> Statement:
     found: dict = {}
     clean = _scan(tree.get("statements", []), found)
     analysis = analyze(tree)
+    # time travel: the engine runs the statement over the views analyze() named
+    bound = ""
+    if analysis.at_refs:
+        try:
+            bound = _parser.deserialize(tree)
+        except duckdb.Error as exc:
+            return Statement(text, sql, kind, count, error=f"AT (...) cannot be used in this statement: {exc}")
     digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Statement(text, sql, kind, count, digest, tuple(sorted(ref.name for ref in analysis.tables.values())),
-                     analysis, cacheable=not found.get("volatile") and not analysis.qualified)
+                     analysis, cacheable=not found.get("volatile") and not analysis.qualified
+                     and not analysis.at_refs, bound_sql=bound)
+
+
+@functools.lru_cache(maxsize=256)
+def as_of(st: Statement, version: int) -> Statement:
+    """``st`` with every table of schema ``main`` that has no AT clause read ``AT (VERSION =>
+    version)`` (the session option ``miniodb.as_of_version``); other statements unchanged."""
+    if st.kind != "SELECT" or st.analysis is None or not (st.tables or st.analysis.at_refs):
+        return st
+    tree = orjson.loads(_parser.serialize(st.sql))
+    ctes = st.analysis.ctes
+    clause = {"unit": "VERSION", "expr": {"class": "CONSTANT", "type": "VALUE_CONSTANT", "alias": "",
+                                          "query_location": 0, "literal": {"kind": "INTEGER", "text": str(int(version))}}}
+
+    def walk(o: Any) -> None:
+        if isinstance(o, list):
+            for x in o:
+                walk(x)
+        elif isinstance(o, dict):
+            if (o.get("type") == "BASE_TABLE" and not o.get("at_clause") and not o.get("catalog_name")
+                    and str(o.get("schema_name") or "").lower() in ("", "main")
+                    and str(o.get("table_name", "")).lower() not in ctes):
+                o["at_clause"] = clause
+            for v in o.values():
+                walk(v)
+
+    walk(tree)
+    try:
+        return statement(_parser.deserialize(tree))
+    except duckdb.Error as exc:
+        raise InvalidRequest(f"miniodb.as_of_version cannot be applied to this statement: {exc}") from exc
 
 
 def as_statement(sql: str | Statement) -> Statement:
@@ -110,6 +152,14 @@ class _Parser:
                     "enable_external_access": False, "autoinstall_known_extensions": False,
                     "autoload_known_extensions": False})
             return self._db.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
+
+    def deserialize(self, tree: dict) -> str:
+        """SQL text of a (rewritten) ``json_serialize_sql`` tree."""
+        self.serialize("SELECT 1")  # opens the database on first use
+        with self._lock:
+            assert self._db is not None
+            return self._db.execute("SELECT json_deserialize_sql(?::JSON)", [orjson.dumps(tree).decode()]
+                                    ).fetchall()[0][0]
 
 
 _parser = _Parser()

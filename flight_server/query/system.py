@@ -1,5 +1,5 @@
 """Read-only system tables, queryable with plain SQL: ``system.queries``, ``system.tables``,
-``system.files``, ``system.nodes``.
+``system.files``, ``system.nodes``, ``system.snapshots`` (the retained versions of every table).
 
 DuckDB reserves the name ``system`` for its own catalog (``system.x`` resolves there, and a
 schema named ``system`` would make every reference ambiguous), and ATTACH is refused by the
@@ -53,6 +53,10 @@ FILES_SCHEMA = pa.schema([
     ("node_id", pa.string()), ("created_at", _TS), ("columns", pa.int64()), ("min_values", pa.string()),
     ("max_values", pa.string()),
 ])
+SNAPSHOTS_SCHEMA = pa.schema([
+    ("table_name", pa.string()), ("version", pa.int64()), ("committed_at", _TS), ("operation", pa.string()),
+    ("files", pa.int64()), ("rows", pa.int64()), ("added", pa.int64()), ("removed", pa.int64()),
+])
 NODES_SCHEMA = pa.schema([
     ("node_id", pa.string()), ("flight_uri", pa.string()), ("rest_uri", pa.string()),
     ("metrics_uri", pa.string()), ("version", pa.string()), ("started_at", _TS), ("is_self", pa.bool_()),
@@ -97,7 +101,8 @@ class SystemTables:
         self.principal = principal
         self.masked = masked  # auth on: other principals' SQL loses its literals
         self.builders: dict[str, Callable[[duckdb.DuckDBPyConnection], pa.Table]] = {
-            "queries": self.queries, "tables": self.tables, "files": self.files, "nodes": self.nodes}
+            "queries": self.queries, "tables": self.tables, "files": self.files, "nodes": self.nodes,
+            "snapshots": self.snapshots}
 
     # -- binding -------------------------------------------------------------------------
     def bind(self, cur: duckdb.DuckDBPyConnection, sql: str, analysis: Analysis) -> str:
@@ -197,6 +202,13 @@ class SystemTables:
                 for k, v in values.items():
                     cols[k].append(v)
         return pa.table(cols, schema=FILES_SCHEMA)
+
+    def snapshots(self, cur: duckdb.DuckDBPyConnection) -> pa.Table:
+        """Every retained version of every table (flight_server/snapshots.py)."""
+        rows = self.node.history.snapshots()
+        cols: dict[str, list] = {f.name: [r[f.name] for r in rows] for f in SNAPSHOTS_SCHEMA}
+        cols["committed_at"] = [_ts(t) for t in cols["committed_at"]]
+        return pa.table(cols, schema=SNAPSHOTS_SCHEMA)
 
     def nodes(self, cur: duckdb.DuckDBPyConnection) -> pa.Table:
         node = self.node

@@ -258,6 +258,7 @@ def test_action_names():
     assert protocol.CUSTOM_ACTIONS == {
         "flush", "backup_metadata", "restore_metadata", "list_backups", "health", "status",
         "create_table", "drop_table", "list_tables", "describe_table", "cancel_query", "compact",
+        "vacuum", "restore_table",
     }  # fmt: skip
     assert protocol.FLIGHT_SQL_ACTIONS == {
         "CreatePreparedStatement", "ClosePreparedStatement", "CancelQuery", "BeginTransaction",
