@@ -37,7 +37,8 @@ from .batches import batch_rows
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
-from .metadata.base import FileEntry, WatermarkFenced
+from .layout import BLOOM_FPP, Layout, layout_of
+from .metadata.base import FileEntry, TableInfo, WatermarkFenced
 from .paths import data_file_key
 from .schema import conform
 from .stats import column_stats
@@ -120,8 +121,9 @@ class Flusher:
             try:
                 data = pa.concat_tables([conform(e.data, schema) for e in batch.entries])
                 info = self.catalog.find(name)
-                time_column = info.time_column if info is not None and info.table_id == table_id else None
-                write_parquet(data, tmp, schema)
+                info = info if info is not None and info.table_id == table_id else None
+                time_column = info.time_column if info is not None else None
+                data = write_table_file(data, tmp, info)
                 self.faults("parquet_written")
                 size = tmp.stat().st_size
                 mins, maxs = column_stats(data)
@@ -315,14 +317,36 @@ class Flusher:
         log.warning("flush of %s failed (attempt %d), retrying in %.1fs: %s", name, attempts + 1, delay, exc)
 
 
-def write_parquet(data: pa.Table, path: Path, schema: pa.Schema) -> None:
+def write_table_file(data: pa.Table, path: Path, info: TableInfo | None) -> pa.Table:
+    """Write ``data`` as a data file of the table ``info`` (the one entry point of flush, WAL
+    adoption and compaction): applies the table's layout (:mod:`.layout`: sorted by its sort key,
+    in Arrow C++, with ``sorting_columns`` in the footer; bloom filters on its declared columns),
+    then :func:`write_parquet`. Returns the rows as written (sorted when the table has a key).
+    ``info`` None (a table dropped meanwhile): written as it comes."""
+    layout = layout_of(info.config.properties, data.schema) if info is not None else Layout()
+    sorting = None
+    if layout.sort_key and data.num_rows:
+        keys = [(c, "ascending") for c in layout.sort_key]
+        data = data.take(pc.sort_indices(data, sort_keys=keys, null_placement="at_end"))
+        sorting = pq.SortingColumn.from_ordering(data.schema, keys, null_placement="at_end")
+    blooms = None
+    if layout.bloom_filter_columns and data.num_rows:
+        ndv = max(1, min(data.num_rows, ROW_GROUP_ROWS))
+        blooms = {c: {"ndv": ndv, "fpp": BLOOM_FPP} for c in layout.bloom_filter_columns}
+    write_parquet(data, path, data.schema, sorting_columns=sorting, bloom_filter_options=blooms)
+    return data
+
+
+def write_parquet(data: pa.Table, path: Path, schema: pa.Schema, **layout) -> None:
     """Write a data file the way every node writes them (flush and WAL adoption): zstd,
     min/max statistics per row group (DuckDB prunes row groups on them, e.g. by date),
     DuckDB's row-group size, dictionaries where they pay (see :func:`dictionary_columns`), and
     DECIMAL columns stored as INT32/INT64 (precision <= 18) instead of pyarrow's default
-    FIXED_LEN_BYTE_ARRAY, which DuckDB decodes several times slower."""
+    FIXED_LEN_BYTE_ARRAY, which DuckDB decodes several times slower. ``layout``:
+    ``sorting_columns`` and ``bloom_filter_options`` from :func:`write_table_file`."""
     pq.write_table(data, path, compression="zstd", write_statistics=True, row_group_size=ROW_GROUP_ROWS,
-                   use_dictionary=dictionary_columns(data, schema), store_decimal_as_integer=True)
+                   use_dictionary=dictionary_columns(data, schema), store_decimal_as_integer=True,
+                   **{k: v for k, v in layout.items() if v is not None})
 
 
 DICTIONARY_SAMPLE_ROWS = 65_536
