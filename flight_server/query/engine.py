@@ -26,6 +26,7 @@ from clients.errors import InvalidRequest, NotFound
 from .. import client_types
 from ..metadata.base import TableInfo
 from ..statements import refuse
+from ..stats import bind_params
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
 from .statement import Statement, as_statement
@@ -294,7 +295,7 @@ class QueryEngine:
                         raise NotFound(f"table {schema}.{name!r} not found", detail={"table": name})
                 wanted = set()
                 for key, ref in analysis.tables.items():
-                    sets = None if ref.unconstrained else ref.constraint_sets
+                    sets = None if ref.unconstrained else bind_params(ref.constraint_sets, params)
                     rt = resolve(ref.name, sets)
                     if rt is None:
                         raise NotFound(f"table {ref.name!r} not found", detail={"table": ref.name})
