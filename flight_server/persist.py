@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -326,9 +327,11 @@ def write_table_file(data: pa.Table, path: Path, info: TableInfo | None) -> pa.T
     layout = layout_of(info.config.properties, data.schema) if info is not None else Layout()
     sorting = None
     if layout.sort_key and data.num_rows:
-        keys = [(c, "ascending") for c in layout.sort_key]
-        data = data.take(pc.sort_indices(data, sort_keys=keys, null_placement="at_end"))
-        sorting = pq.SortingColumn.from_ordering(data.schema, keys, null_placement="at_end")
+        order = pc.sort_indices(data, sort_keys=[(c, "ascending", "at_end") for c in layout.sort_key])
+        if not pc.all(pc.equal(order, pa.array(np.arange(data.num_rows, dtype=np.uint64)))).as_py():
+            data = data.take(order)  # rows that arrive in key order (time series) skip the copy
+        sorting = pq.SortingColumn.from_ordering(data.schema, [(c, "ascending") for c in layout.sort_key],
+                                                 null_placement="at_end")
     blooms = None
     if layout.bloom_filter_columns and data.num_rows:
         ndv = max(1, min(data.num_rows, ROW_GROUP_ROWS))
