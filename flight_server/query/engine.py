@@ -228,6 +228,9 @@ class QueryEngine:
         self._active: dict[int, duckdb.DuckDBPyConnection] = {}
         self.system_tables: Any = None  # query.system.SystemTables: binds system.* per request
         self._cursors = CursorPool(self._db)
+        # schema-only requests (prepares) bind file-less views: their own cursors, so they never
+        # replace the file views a query cursor keeps (two view rebuilds per prepared query)
+        self._schema_cursors = CursorPool(self._db, size=2)
         self.hot = HotTables(self._db, hot_table_bytes, hot_cache_bytes, self._file_select)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -264,7 +267,8 @@ class QueryEngine:
         st = as_statement(statement)
         kind, sql = st.kind, st.sql
         refuse(kind)
-        cur, views = self._cursors.take()
+        pool = self._schema_cursors if schema_only else self._cursors
+        cur, views = pool.take()
         resolved: list[ResolvedTable] = []
         state = {"closed": False, "reuse": True, "reader": None}
         guard = threading.Lock()
@@ -277,7 +281,7 @@ class QueryEngine:
                 if state["closed"]:
                     return
                 state["closed"] = True
-            self._cursors.give(cur, views, state["reader"], state["reuse"])
+            pool.give(cur, views, state["reader"], state["reuse"])
 
         def interrupt() -> None:
             with guard:  # never interrupt a cursor that went back to the pool
@@ -305,8 +309,8 @@ class QueryEngine:
                         rt.hot, release_hot, release_files = hot[0], hot[1], rt.release
                         rt.release = lambda f=release_files, h=release_hot: (f(), h())
                     wanted.add(rt.name.lower())
-                    self._cursors.bind(cur, views, key, rt, self._bind)
-                self._cursors.forget(cur, views, keep=wanted)
+                    pool.bind(cur, views, key, rt, self._bind)
+                pool.forget(cur, views, keep=wanted)
                 if analysis.qualified and self.system_tables is not None:
                     state["reuse"] = False  # per-request system bindings: not for the pool
                     sql = self.system_tables.bind(cur, sql, analysis)
@@ -364,4 +368,5 @@ class QueryEngine:
     def close(self) -> None:
         self.hot.close()
         self._cursors.close()
+        self._schema_cursors.close()
         self._db.close()
