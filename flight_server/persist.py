@@ -49,6 +49,10 @@ from .wal import WriteAheadLog
 log = logging.getLogger("miniodb.persist")
 
 ROW_GROUP_ROWS = 122_880  # DuckDB's own row group size: good parallelism when reading
+# Tables with a sort key: each row group covers a narrower key range, so a range or point query
+# decodes fewer rows (one day of a year of events in 3 sorted 1M-row files: 9.5 -> 6.2 ms in
+# DuckDB; full scans of the same files were not slower).
+SORTED_ROW_GROUP_ROWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -326,6 +330,7 @@ def write_table_file(data: pa.Table, path: Path, info: TableInfo | None) -> pa.T
     ``info`` None (a table dropped meanwhile): written as it comes."""
     layout = layout_of(info.config.properties, data.schema) if info is not None else Layout()
     sorting = None
+    group_rows = SORTED_ROW_GROUP_ROWS if layout.sort_key else ROW_GROUP_ROWS
     if layout.sort_key and data.num_rows:
         order = pc.sort_indices(data, sort_keys=[(c, "ascending", "at_end") for c in layout.sort_key])
         if not pc.all(pc.equal(order, pa.array(np.arange(data.num_rows, dtype=np.uint64)))).as_py():
@@ -334,9 +339,10 @@ def write_table_file(data: pa.Table, path: Path, info: TableInfo | None) -> pa.T
                                                  null_placement="at_end")
     blooms = None
     if layout.bloom_filter_columns and data.num_rows:
-        ndv = max(1, min(data.num_rows, ROW_GROUP_ROWS))
+        ndv = max(1, min(data.num_rows, group_rows))
         blooms = {c: {"ndv": ndv, "fpp": BLOOM_FPP} for c in layout.bloom_filter_columns}
-    write_parquet(data, path, data.schema, sorting_columns=sorting, bloom_filter_options=blooms)
+    write_parquet(data, path, data.schema, sorting_columns=sorting, bloom_filter_options=blooms,
+                  row_group_size=group_rows if layout.sort_key else None)
     return data
 
 
@@ -346,10 +352,10 @@ def write_parquet(data: pa.Table, path: Path, schema: pa.Schema, **layout) -> No
     DuckDB's row-group size, dictionaries where they pay (see :func:`dictionary_columns`), and
     DECIMAL columns stored as INT32/INT64 (precision <= 18) instead of pyarrow's default
     FIXED_LEN_BYTE_ARRAY, which DuckDB decodes several times slower. ``layout``:
-    ``sorting_columns`` and ``bloom_filter_options`` from :func:`write_table_file`."""
-    pq.write_table(data, path, compression="zstd", write_statistics=True, row_group_size=ROW_GROUP_ROWS,
-                   use_dictionary=dictionary_columns(data, schema), store_decimal_as_integer=True,
-                   **{k: v for k, v in layout.items() if v is not None})
+    ``sorting_columns``, ``bloom_filter_options`` and ``row_group_size`` from :func:`write_table_file`."""
+    options = {"row_group_size": ROW_GROUP_ROWS, **{k: v for k, v in layout.items() if v is not None}}
+    pq.write_table(data, path, compression="zstd", write_statistics=True,
+                   use_dictionary=dictionary_columns(data, schema), store_decimal_as_integer=True, **options)
 
 
 DICTIONARY_SAMPLE_ROWS = 65_536

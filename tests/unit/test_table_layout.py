@@ -98,6 +98,7 @@ keys = st.lists(st.integers(min_value=-1000, max_value=1000), min_size=1, max_si
        sort=st.booleans(), text=st.booleans())
 def test_a_bloom_filter_never_hides_a_matching_row(tmp_path, monkeypatch, ids, probes, sort, text):
     monkeypatch.setattr(persist, "ROW_GROUP_ROWS", 64)  # many row groups, each with its own filter
+    monkeypatch.setattr(persist, "SORTED_ROW_GROUP_ROWS", 48)
     data = _table(ids)
     if text:
         data = data.set_column(1, "name", pc.cast(data.column("id"), pa.string()))
