@@ -35,7 +35,7 @@ EVENTS = "bench_sel_events"
 TABLES = (LINEITEM, EVENTS)
 PARTS = 3
 EVENT_ROWS = 3_000_000
-CALLS = 40  # calls per system per repeat
+CALLS = 30  # calls per system per repeat
 YEAR = 2025
 EVENTS_SCHEMA = pa.schema([("ts", pa.timestamp("us")), ("device_id", pa.int64()), ("kind", pa.string()),
                            ("value", pa.float64())])
