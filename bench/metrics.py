@@ -118,7 +118,7 @@ define("point_query_vs_duckdb", "x", LOWER,
        "point lookup p50 through ADBC / p50 of DuckDB in-process over the node's own Parquet files", 1.0,
        "selective #19")
 define("time_range_query_p50_ms", "ms", LOWER,
-       "p50 of count(*), sum(value) over one day of a year of events (3M rows, >= 3 files) over ADBC",
+       "p50 of count(*), sum(value) over one day of a year of events (3M rows at --scale 1, 3 files) over ADBC",
        None, "selective #19")
 define("time_range_query_vs_duckdb", "x", LOWER,
        "one-day time range p50 through ADBC / p50 of DuckDB in-process over the node's own Parquet files", 1.0,
