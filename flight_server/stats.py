@@ -118,7 +118,10 @@ def literal_value(literal: str, kind: str, type_: pa.DataType) -> Any:
         if pa.types.is_integer(type_) or pa.types.is_floating(type_):
             if kind in ("STRING", "VARCHAR", "DATE", "TIMESTAMP", "BOOLEAN"):
                 return None
-            return float(literal)
+            try:
+                return int(literal)  # exact: a float loses int64 keys above 2**53
+            except ValueError:
+                return float(literal)
         if pa.types.is_timestamp(type_):
             if kind not in ("STRING", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
                 return None

@@ -88,3 +88,12 @@ def test_parameters_prune_once_bound():
     assert keys("SELECT * FROM t WHERE a = ?", ["30"]) == every  # DuckDB casts the text: keep everything
     # an unbound parameter never reads as its position
     assert [f.key for f in prune(_files(), SCHEMA, _sets("SELECT * FROM t WHERE a = $3"))] == every
+
+
+def test_large_integer_keys_compare_exactly():
+    big = 2**53 + 1  # not a float
+    files = [_entry(f"g{i}", pa.table({"a": pa.array([big + i], pa.int64())})) for i in range(3)]
+    schema = pa.schema([("a", pa.int64())])
+    sets = _sets(f"SELECT * FROM t WHERE a = {big}")
+    assert [f.key for f in prune(files, schema, sets)] == ["g0"]
+    assert [f.key for f in prune(files, schema, bind_params(_sets("SELECT * FROM t WHERE a = ?"), [big + 2]))] == ["g2"]
