@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from clients import errors
 
-CHOICES = ("all", "ingest", "query", "export", "rest", "latency", "memory", "security", "cache", "mirror", "tpch", "cluster")
+CHOICES = ("all", "ingest", "query", "export", "rest", "latency", "memory", "security", "cache", "mirror", "tpch", "selective", "cluster")
 MEMORY_DEFAULT = 50_000_000
 
 

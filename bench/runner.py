@@ -39,7 +39,8 @@ REST = "bench_rest"
 MEMORY = "bench_memory"
 TPCH_TABLES = tuple(f"bench_tpch_{t}" for t in ("region", "nation", "supplier", "customer", "part",
                                                   "partsupp", "orders", "lineitem"))
-BENCH_TABLES = (NARROW, WIDE, SMALL, REST, MEMORY, *TPCH_TABLES)
+SELECTIVE_TABLES = ("bench_sel_lineitem", "bench_sel_events")
+BENCH_TABLES = (NARROW, WIDE, SMALL, REST, MEMORY, *TPCH_TABLES, *SELECTIVE_TABLES)
 
 
 @dataclass

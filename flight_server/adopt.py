@@ -54,7 +54,7 @@ from .ingest import complete_batches
 from .metadata.base import FileEntry, MetadataStore, WatermarkFenced
 from .metadata.redis import RedisMetadataStore
 from .paths import data_file_key, parse_wal_mirror_key, wal_mirror_prefix
-from .persist import write_parquet
+from .persist import write_table_file
 from .schema import conform
 from .stats import column_stats
 from .storage.base import ObjectStore
@@ -263,7 +263,7 @@ class WalAdopter:
         key = None
         committing = False
         try:
-            write_parquet(data, tmp, info.schema)
+            data = write_table_file(data, tmp, info)
             mins, maxs = column_stats(data)
             seq = self.metadata.next_sequence(f"file:{dead}")
             key = data_file_key(table, _day(data, info.time_column), dead, seq)

@@ -44,6 +44,18 @@ class FileCache:
     def _path(self, key: str) -> Path:
         return self.dir / cache_file_name(key)
 
+    def local(self, key: str) -> str | None:
+        """Local path of ``key`` if it needs no download (in place, or cached), else None."""
+        direct = self.store.local_path(key)
+        if direct is not None:
+            return str(direct)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return str(self._path(key))
+        return None
+
     def path(self, key: str) -> tuple[str, int]:
         """Local path of ``key`` (downloading it on a miss) and the bytes fetched for it."""
         direct = self.store.local_path(key)

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from clients.errors import AlreadyExists, InvalidRequest, NotFound, Unavailable
 
+from .layout import layout_of
 from .metadata.base import FileEntry, MetadataStore, TableConfig, TableInfo
 from .paths import is_valid_table_name
 from .schema import detect_time_column, normalize_schema
@@ -80,6 +81,7 @@ class Catalog:
         tc = time_column or config.properties.get("time_column") or detect_time_column(schema)
         if tc and tc not in schema.names:
             raise InvalidRequest(f"time column {tc!r} is not a column of table {name!r}")
+        layout_of(config.properties, schema, strict=True)  # a sort key or bloom column must exist
         info = TableInfo(name=name, table_id=uuid.uuid4().hex, schema=schema, config=config,
                          time_column=tc, schema_version=1, created_at=self._clock())
         try:

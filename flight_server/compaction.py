@@ -65,10 +65,11 @@ from clients.errors import Internal, MinioDBError, NotFound
 from .cache import FileCache
 from .catalog import Catalog
 from .config import CompactionSettings
+from .layout import layout_of
 from .leases import LeaseKeeper, acquire_lease
 from .metadata.base import FileEntry, FilesChanged, TableInfo
 from .paths import data_file_day, data_file_key
-from .persist import ROW_GROUP_ROWS, dictionary_columns, lower_thread_priority, write_parquet
+from .persist import ROW_GROUP_ROWS, lower_thread_priority, parquet_options, write_table_file
 from .schema import conform_batch
 from .stats import column_stats
 from .storage.base import ObjectStore
@@ -137,29 +138,15 @@ def plan_merges(files: Iterable[FileEntry], settings: CompactionSettings, now: f
     return plan, young
 
 
-def sort_columns(info: TableInfo) -> list[tuple[str, str]]:
-    """The table's ``sort_key`` property (``"a, b desc"``) as pyarrow sort keys."""
-    spec = (info.config.properties or {}).get("sort_key", "")
-    names = {n.lower(): n for n in info.schema.names}
-    out = []
-    for part in spec.split(","):
-        words = part.split()
-        if not words or words[0].lower() not in names:
-            continue
-        order = "descending" if len(words) > 1 and words[1].lower() == "desc" else "ascending"
-        out.append((names[words[0].lower()], order))
-    return out
-
-
 def _write_file(data: pa.RecordBatchReader, path: Path, info: TableInfo) -> None:
-    """THE write of a table file by compaction (16common.md): the one place to switch to the
-    table's write entry point (persist.write_table_file: sort key, bloom filters). Today:
-    :func:`persist.write_parquet`'s options, streamed one row group at a time; a table with a
-    sort key is read whole (one output file) and sorted."""
+    """THE write of a table file by compaction: a table with a layout (sort key, bloom filters)
+    is read whole (one output file) and written by :func:`persist.write_table_file`, which sorts
+    it; any other is streamed one row group at a time with the same writer options
+    (:func:`persist.parquet_options`), so memory stays at about one row group."""
     schema = info.schema
-    keys = sort_columns(info)
-    if keys:
-        write_parquet(data.read_all().sort_by(keys), path, schema)
+    layout = layout_of(info.config.properties, schema)
+    if layout.sort_key or layout.bloom_filter_columns:
+        write_table_file(data.read_all(), path, info)
         return
     writer: pq.ParquetWriter | None = None
     buf: list[pa.RecordBatch] = []
@@ -168,9 +155,7 @@ def _write_file(data: pa.RecordBatchReader, path: Path, info: TableInfo) -> None
     def write(table: pa.Table) -> None:
         nonlocal writer
         if writer is None:
-            writer = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True,
-                                      use_dictionary=dictionary_columns(table, schema),
-                                      store_decimal_as_integer=True)
+            writer = pq.ParquetWriter(path, schema, **parquet_options(table, schema))
         writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
     try:

@@ -35,6 +35,7 @@ from clients.errors import InvalidRequest, NotFound, Unimplemented
 from . import client_types
 from .catalog import Catalog
 from .ingest import Ingestor, IngestResult
+from .metadata.base import TableConfig
 from .rewrite import Plan, TableRewriter
 from .schema import conform
 from .statements import CATALOG, DEFAULT_SCHEMA, classify, refuse
@@ -57,6 +58,19 @@ def param_rows(params: pa.Table | None) -> list[list[Any]]:
         return []
     columns = [c.to_pylist() for c in params.columns]
     return [list(row) for row in zip(*columns, strict=True)]
+
+
+def table_properties(props: Sequence[exp.Expression]) -> dict[str, str]:
+    """``WITH (sort_key = 'a,b', ...)`` of a CREATE TABLE as table properties (text values)."""
+    out: dict[str, str] = {}
+    for p in props:
+        if type(p) is not exp.Property:  # TEMPORARY, WITH DATA, ...: handled by the caller
+            continue
+        key, value = p.this, p.args.get("value")
+        if not isinstance(value, exp.Literal | exp.Identifier | exp.Column | exp.Var):
+            raise InvalidRequest(f"table property {p.sql(dialect='duckdb')!r}: the value must be a literal")
+        out[(key.name if isinstance(key, exp.Expression) else str(key)).lower()] = value.name
+    return out
 
 
 def _parse(sql: str) -> exp.Expression:
@@ -149,14 +163,18 @@ class UpdateExecutor:
         table = target.this if isinstance(target, exp.Schema) else target
         name = target_name(table)
         source = tree.expression
+        properties = table_properties(prop_list)
         if source is None:
             if not isinstance(target, exp.Schema) or not target.expressions:
                 raise InvalidRequest("CREATE TABLE needs a column list or AS SELECT")
             schema = declared_schema(target)
             if replace:
                 self.ingestor.drop_table(name, if_exists=True)
-            self.ingestor.create_table(name, schema, if_not_exists=if_not_exists)
+            self.ingestor.create_table(name, schema, TableConfig(properties=properties), if_not_exists=if_not_exists)
             return 0
+        if properties:
+            raise InvalidRequest("WITH (...) table properties need a column list: CREATE TABLE t (columns) "
+                                 "WITH (...), then INSERT INTO t SELECT ...")
         if isinstance(target, exp.Schema) and target.expressions:
             raise InvalidRequest("CREATE TABLE ... AS SELECT takes no column list")
         if if_not_exists and self.catalog.find(name) is not None:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -37,7 +38,8 @@ from .batches import batch_rows
 from .buffer import BufferManager
 from .cache import FileCache
 from .catalog import Catalog
-from .metadata.base import FileEntry, WatermarkFenced
+from .layout import BLOOM_FPP, Layout, layout_of
+from .metadata.base import FileEntry, TableInfo, WatermarkFenced
 from .paths import data_file_key
 from .schema import conform
 from .stats import column_stats
@@ -47,6 +49,10 @@ from .wal import WriteAheadLog
 log = logging.getLogger("miniodb.persist")
 
 ROW_GROUP_ROWS = 122_880  # DuckDB's own row group size: good parallelism when reading
+# Tables with a sort key: each row group covers a narrower key range, so a range or point query
+# decodes fewer rows (one day of a year of events in 3 sorted 1M-row files: 9.5 -> 6.2 ms in
+# DuckDB; full scans of the same files were not slower).
+SORTED_ROW_GROUP_ROWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,9 @@ class Flusher:
             try:
                 data = pa.concat_tables([conform(e.data, schema) for e in batch.entries])
                 info = self.catalog.find(name)
-                time_column = info.time_column if info is not None and info.table_id == table_id else None
-                write_parquet(data, tmp, schema)
+                info = info if info is not None and info.table_id == table_id else None
+                time_column = info.time_column if info is not None else None
+                data = write_table_file(data, tmp, info)
                 self.faults("parquet_written")
                 size = tmp.stat().st_size
                 mins, maxs = column_stats(data)
@@ -316,14 +323,46 @@ class Flusher:
         log.warning("flush of %s failed (attempt %d), retrying in %.1fs: %s", name, attempts + 1, delay, exc)
 
 
-def write_parquet(data: pa.Table, path: Path, schema: pa.Schema) -> None:
+def write_table_file(data: pa.Table, path: Path, info: TableInfo | None) -> pa.Table:
+    """Write ``data`` as a data file of the table ``info`` (the one entry point of flush, WAL
+    adoption and compaction): applies the table's layout (:mod:`.layout`: sorted by its sort key,
+    in Arrow C++, with ``sorting_columns`` in the footer; bloom filters on its declared columns),
+    then :func:`write_parquet`. Returns the rows as written (sorted when the table has a key).
+    ``info`` None (a table dropped meanwhile): written as it comes."""
+    layout = layout_of(info.config.properties, data.schema) if info is not None else Layout()
+    sorting = None
+    group_rows = SORTED_ROW_GROUP_ROWS if layout.sort_key else ROW_GROUP_ROWS
+    if layout.sort_key and data.num_rows:
+        order = pc.sort_indices(data, sort_keys=[(c, "ascending", "at_end") for c in layout.sort_key])
+        if not pc.all(pc.equal(order, pa.array(np.arange(data.num_rows, dtype=np.uint64)))).as_py():
+            data = data.take(order)  # rows that arrive in key order (time series) skip the copy
+        sorting = pq.SortingColumn.from_ordering(data.schema, [(c, "ascending") for c in layout.sort_key],
+                                                 null_placement="at_end")
+    blooms = None
+    if layout.bloom_filter_columns and data.num_rows:
+        ndv = max(1, min(data.num_rows, group_rows))
+        blooms = {c: {"ndv": ndv, "fpp": BLOOM_FPP} for c in layout.bloom_filter_columns}
+    write_parquet(data, path, data.schema, sorting_columns=sorting, bloom_filter_options=blooms,
+                  row_group_size=group_rows if layout.sort_key else None)
+    return data
+
+
+def write_parquet(data: pa.Table, path: Path, schema: pa.Schema, **layout) -> None:
     """Write a data file the way every node writes them (flush and WAL adoption): zstd,
     min/max statistics per row group (DuckDB prunes row groups on them, e.g. by date),
     DuckDB's row-group size, dictionaries where they pay (see :func:`dictionary_columns`), and
     DECIMAL columns stored as INT32/INT64 (precision <= 18) instead of pyarrow's default
-    FIXED_LEN_BYTE_ARRAY, which DuckDB decodes several times slower."""
-    pq.write_table(data, path, compression="zstd", write_statistics=True, row_group_size=ROW_GROUP_ROWS,
-                   use_dictionary=dictionary_columns(data, schema), store_decimal_as_integer=True)
+    FIXED_LEN_BYTE_ARRAY, which DuckDB decodes several times slower. ``layout``:
+    ``sorting_columns``, ``bloom_filter_options`` and ``row_group_size`` from :func:`write_table_file`."""
+    options = {"row_group_size": ROW_GROUP_ROWS, **{k: v for k, v in layout.items() if v is not None}}
+    pq.write_table(data, path, **parquet_options(data, schema), **options)
+
+
+def parquet_options(sample: pa.Table, schema: pa.Schema) -> dict:
+    """The Parquet writer options of every data file (``pq.write_table`` / ``pq.ParquetWriter``);
+    ``sample``: the first rows, which decide the dictionary columns."""
+    return {"compression": "zstd", "write_statistics": True, "store_decimal_as_integer": True,
+            "use_dictionary": dictionary_columns(sample, schema)}
 
 
 DICTIONARY_SAMPLE_ROWS = 65_536

@@ -62,7 +62,7 @@ from .cache import FileCache
 from .catalog import Catalog
 from .metadata.base import FileEntry, FilesChanged, TableInfo
 from .paths import data_file_key
-from .persist import write_parquet
+from .persist import write_table_file
 from .schema import conform
 from .stats import Constraint, column_stats, prune
 from .storage.base import ObjectStore
@@ -95,8 +95,8 @@ class Plan:
 
 
 def _write_file(data: pa.Table, path: Path, info: TableInfo) -> None:
-    """The one Parquet write of this module (switched to persist.write_table_file at merge)."""
-    write_parquet(data, path, info.schema)
+    """The one Parquet write of this module: the table's layout (sort key, bloom filters)."""
+    write_table_file(data, path, info)
 
 
 def _quote(name: str) -> exp.Identifier:

@@ -7,8 +7,10 @@ text for strings. A missing or null statistic never prunes, so pruning is always
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -22,9 +24,60 @@ class Constraint:
     """``column op literal`` taken from a WHERE clause (see :mod:`flight_server.query.analyze`)."""
 
     column: str  # lower-cased
-    op: str  # = < <= > >=
-    literal: str  # literal text as written
-    kind: str  # DuckDB literal kind (INTEGER, NUMERIC, STRING, ...) or a cast type name
+    op: str  # = < <= > >= in
+    literal: str  # literal text as written (a parameter: its 1-based position)
+    kind: str  # DuckDB literal kind (INTEGER, NUMERIC, STRING, ...), a cast type name or PARAMETER
+    values: tuple[tuple[str, str], ...] = ()  # op "in": (literal, kind) of each listed value
+
+
+PARAMETER = "PARAMETER"
+
+
+def _param_literal(value: Any) -> tuple[str, str] | None:
+    """A bound parameter value as (literal text, kind); None when it cannot prune."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value), "INTEGER"
+    if isinstance(value, float | decimal.Decimal):
+        return str(value), "DOUBLE"
+    if isinstance(value, str):
+        return value, "STRING"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(" "), "TIMESTAMP"
+    if isinstance(value, dt.date):
+        return value.isoformat(), "DATE"
+    return None
+
+
+def bind_params(constraint_sets: list[Sequence[Constraint]] | None, params: Sequence[Any] | None
+                ) -> list[list[Constraint]] | None:
+    """The constraint sets with parameters replaced by their bound values; a constraint whose
+    value is unknown (no parameters, a named one, a type that cannot prune) is left out."""
+    if constraint_sets is None:
+        return None
+    params = list(params) if isinstance(params, list | tuple) else []
+
+    def one(literal: str, kind: str) -> tuple[str, str] | None:
+        if kind != PARAMETER:
+            return literal, kind
+        i = int(literal) - 1
+        return _param_literal(params[i]) if 0 <= i < len(params) else None
+
+    out: list[list[Constraint]] = []
+    for cset in constraint_sets:
+        bound = []
+        for c in cset:
+            if c.op == "in":
+                values = [one(lit, kind) for lit, kind in c.values]
+                if all(v is not None for v in values):
+                    bound.append(replace(c, values=tuple(values)))
+            else:
+                v = one(c.literal, c.kind)
+                if v is not None:
+                    bound.append(replace(c, literal=v[0], kind=v[1]))
+        out.append(bound)
+    return out
 
 
 def _stat_array(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
@@ -59,11 +112,16 @@ def column_stats(table: pa.Table) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def literal_value(literal: str, kind: str, type_: pa.DataType) -> Any:
     """The literal in the statistics domain of a column of ``type_``, or None if unknown."""
+    if kind == PARAMETER:  # not bound (bind_params): its value is unknown
+        return None
     try:
         if pa.types.is_integer(type_) or pa.types.is_floating(type_):
             if kind in ("STRING", "VARCHAR", "DATE", "TIMESTAMP", "BOOLEAN"):
                 return None
-            return float(literal)
+            try:
+                return int(literal)  # exact: a float loses int64 keys above 2**53
+            except ValueError:
+                return float(literal)
         if pa.types.is_timestamp(type_):
             if kind not in ("STRING", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
                 return None
@@ -84,6 +142,8 @@ def _matches(mn: Any, mx: Any, op: str, v: Any) -> bool:
     try:
         if op == "=":
             return mn <= v <= mx
+        if op == "in":
+            return any(mn <= x <= mx for x in v)
         if op == ">":
             return mx > v
         if op == ">=":
@@ -110,6 +170,11 @@ def prune(files: Sequence[FileEntry], schema: pa.Schema, constraint_sets: Iterab
             if c.column not in types:
                 continue
             name, type_ = types[c.column]
+            if c.op == "in":
+                v = tuple(literal_value(lit, kind, type_) for lit, kind in c.values)
+                if v and None not in v:
+                    terms.append((name, "in", v))
+                continue
             v = literal_value(c.literal, c.kind, type_)
             if v is not None:
                 terms.append((name, c.op, v))

@@ -2,7 +2,7 @@
 
 :func:`analyze` returns the base tables a statement references and, per table, the literal
 range constraints that every reference of it carries (top-level ``AND`` terms of a WHERE
-over a single-table FROM). The catalog uses the constraints to prune files with their
+over a single-table FROM: comparisons, BETWEEN and IN lists with literals or parameters). The catalog uses the constraints to prune files with their
 min/max statistics; a table referenced anywhere without constraints is not pruned.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..stats import Constraint
+from ..stats import PARAMETER, Constraint
 
 # comparison type -> (op, op when the literal is on the left)
 _CMP = {
@@ -61,6 +61,11 @@ def at_view(name: str, unit: str, value: str | None) -> str:
 
 
 def _constant(node: dict) -> tuple[str, str] | None:
+    """(literal text, kind) of a constant, or of a parameter (``?``/``$n``: text is its 1-based
+    position, kind ``PARAMETER``, bound to the value at execution: :func:`stats.bind_params`)."""
+    if node.get("class") == "PARAMETER":
+        ident = str(node.get("identifier", ""))
+        return (ident, PARAMETER) if ident.isdigit() else None
     if node.get("class") == "CONSTANT":
         lit = node.get("literal") or {}
         if lit.get("kind") in (None, "NULL"):
@@ -106,6 +111,12 @@ def constraints_of(where: dict | None, owners: frozenset[str] = frozenset()) -> 
                 col, const, op = _column(right, owners), _constant(left), flipped
             if col is not None and const is not None:
                 out.append(Constraint(col, op, const[0], const[1]))
+        elif cls == "OPERATOR" and term.get("type") == "COMPARE_IN":
+            children = term.get("children") or []
+            col = _column(children[0], owners) if children else None
+            values = [_constant(c) for c in children[1:]]
+            if col is not None and values and all(v is not None for v in values):
+                out.append(Constraint(col, "in", "", "", values=tuple(values)))
         elif cls == "BETWEEN":
             col = _column(term.get("input") or {}, owners)
             lo, hi = _constant(term.get("lower") or {}), _constant(term.get("upper") or {})

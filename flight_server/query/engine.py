@@ -26,6 +26,7 @@ from clients.errors import InvalidRequest, NotFound
 from .. import client_types
 from ..metadata.base import TableInfo
 from ..statements import refuse
+from ..stats import bind_params
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
 from .statement import Statement, as_statement
@@ -228,6 +229,9 @@ class QueryEngine:
         self.system_tables: Any = None  # query.system.SystemTables: binds system.* per request
         self.time_travel: Callable[[Any], ResolvedTable] | None = None  # AtRef -> its view (resolve.py)
         self._cursors = CursorPool(self._db)
+        # schema-only requests (prepares) bind file-less views: their own cursors, so they never
+        # replace the file views a query cursor keeps (two view rebuilds per prepared query)
+        self._schema_cursors = CursorPool(self._db, size=2)
         self.hot = HotTables(self._db, hot_table_bytes, hot_cache_bytes, self._file_select)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -264,7 +268,8 @@ class QueryEngine:
         st = as_statement(statement)
         kind, sql = st.kind, st.bound_sql or st.sql  # bound: time-travel references read their views
         refuse(kind)
-        cur, views = self._cursors.take()
+        pool = self._schema_cursors if schema_only else self._cursors
+        cur, views = pool.take()
         resolved: list[ResolvedTable] = []
         state = {"closed": False, "reuse": True, "reader": None}
         guard = threading.Lock()
@@ -277,7 +282,7 @@ class QueryEngine:
                 if state["closed"]:
                     return
                 state["closed"] = True
-            self._cursors.give(cur, views, state["reader"], state["reuse"])
+            pool.give(cur, views, state["reader"], state["reuse"])
 
         def interrupt() -> None:
             with guard:  # never interrupt a cursor that went back to the pool
@@ -295,7 +300,7 @@ class QueryEngine:
                         raise NotFound(f"table {schema}.{name!r} not found", detail={"table": name})
                 wanted = set()
                 for key, ref in analysis.tables.items():
-                    sets = None if ref.unconstrained else ref.constraint_sets
+                    sets = None if ref.unconstrained else bind_params(ref.constraint_sets, params)
                     rt = resolve(ref.name, sets)
                     if rt is None:
                         raise NotFound(f"table {ref.name!r} not found", detail={"table": ref.name})
@@ -305,15 +310,15 @@ class QueryEngine:
                         rt.hot, release_hot, release_files = hot[0], hot[1], rt.release
                         rt.release = lambda f=release_files, h=release_hot: (f(), h())
                     wanted.add(rt.name.lower())
-                    self._cursors.bind(cur, views, key, rt, self._bind)
+                    pool.bind(cur, views, key, rt, self._bind)
                 for view, ref in analysis.at_refs.items():  # t AT (VERSION => n): committed files only
                     if self.time_travel is None:
                         raise InvalidRequest("time travel is not available on this node")
                     rt = self.time_travel(ref)
                     resolved.append(rt)
                     wanted.add(view)
-                    self._cursors.bind(cur, views, view, rt, self._bind)
-                self._cursors.forget(cur, views, keep=wanted)
+                    pool.bind(cur, views, view, rt, self._bind)
+                pool.forget(cur, views, keep=wanted)
                 if analysis.qualified and self.system_tables is not None:
                     state["reuse"] = False  # per-request system bindings: not for the pool
                     sql = self.system_tables.bind(cur, sql, analysis)
@@ -371,4 +376,5 @@ class QueryEngine:
     def close(self) -> None:
         self.hot.close()
         self._cursors.close()
+        self._schema_cursors.close()
         self._db.close()

@@ -86,10 +86,7 @@ class TableResolver:
         keys = [f.key for f in selected]
         self.file_cache.pin(keys)
         try:
-            if len(keys) > 1:
-                fetched = list(self._pool.map(self.file_cache.path, keys))
-            else:
-                fetched = [self.file_cache.path(k) for k in keys]
+            fetched = self._fetch(keys)
         except BaseException:
             self.file_cache.unpin(keys)
             raise
@@ -109,6 +106,17 @@ class TableResolver:
             file_bytes=sum(f.size for f in selected),
             release=lambda: self.file_cache.unpin(keys),
         )
+
+    def _fetch(self, keys: list[str]) -> list[tuple[str, int]]:
+        """(local path, bytes downloaded) per key: files already local need no thread hop;
+        several missing ones download in parallel."""
+        found = [self.file_cache.local(k) for k in keys]
+        missing = [k for k, p in zip(keys, found, strict=True) if p is None]
+        if not missing:
+            return [(p, 0) for p in found]
+        got = dict(zip(missing, self._pool.map(self.file_cache.path, missing) if len(missing) > 1
+                       else [self.file_cache.path(missing[0])], strict=True))
+        return [(p, 0) if p is not None else got[k] for k, p in zip(keys, found, strict=True)]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -208,13 +208,14 @@ def test_a_failure_before_the_commit_changes_nothing(tmp_path):
 
 
 def test_sort_key_orders_the_merged_file(tmp_path):
-    env = Env(tmp_path, config=TableConfig(properties={"sort_key": "v desc"}))
+    env = Env(tmp_path, config=TableConfig(properties={"sort_key": "id"}))
+    env.put(batch(5, 10))  # the later keys land in the first file
     env.put(batch(0, 5))
-    env.put(batch(5, 10))
     env.compactor.run()
     [f] = env.meta.list_files("t")
     got = pq.read_table(env.store.local_path(f.key))
-    assert got.column("id").to_pylist() == list(range(9, -1, -1))
+    assert got.column("id").to_pylist() == list(range(10))
+    assert pq.ParquetFile(env.store.local_path(f.key)).metadata.row_group(0).sorting_columns
 
 
 def test_the_lease_of_this_nodes_dead_incarnation_is_taken_over(tmp_path):

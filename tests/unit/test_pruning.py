@@ -3,7 +3,7 @@ import pyarrow as pa
 
 from flight_server.metadata.base import FileEntry
 from flight_server.query.analyze import analyze, parse_tree
-from flight_server.stats import column_stats, prune
+from flight_server.stats import bind_params, column_stats, prune
 
 SCHEMA = pa.schema([("ts", pa.timestamp("us")), ("a", pa.int64()), ("s", pa.string())])
 
@@ -62,3 +62,38 @@ def test_nan_disables_float_stats():
     t = pa.table({"x": [1.0, float("nan")]})
     mins, maxs = column_stats(t)
     assert "x" not in mins
+
+
+def test_in_lists_prune_to_the_files_holding_a_listed_value():
+    assert _keys("SELECT * FROM t WHERE a IN (11, 52)") == ["f1", "f5"]
+    assert _keys("SELECT * FROM t WHERE a IN (11, 52) AND ts < '2024-01-02'") == ["f1"]
+    assert _keys("SELECT * FROM t WHERE ts IN (TIMESTAMP '2024-01-03 12:00:00', '2024-01-04 00:00:00')") == ["f3", "f4"]
+    assert _keys("SELECT * FROM t WHERE a IN (11, a + 1)") == [f"f{d}" for d in range(1, 6)]  # not all literals
+    assert _keys("SELECT * FROM t WHERE a NOT IN (11)") == [f"f{d}" for d in range(1, 6)]
+
+
+def test_parameters_prune_once_bound():
+    import datetime as dt
+
+    def keys(sql, params):
+        return [f.key for f in prune(_files(), SCHEMA, bind_params(_sets(sql), params))]
+
+    every = [f"f{d}" for d in range(1, 6)]
+    assert keys("SELECT * FROM t WHERE a = ?", [30]) == ["f3"]
+    assert keys("SELECT * FROM t WHERE a >= $2 AND a < $1", [31, 20]) == ["f2", "f3"]
+    assert keys("SELECT * FROM t WHERE ts >= ? AND ts < ?", [dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)]) == ["f2"]
+    assert keys("SELECT * FROM t WHERE a IN (?, ?)", [11, 42]) == ["f1", "f4"]
+    assert keys("SELECT * FROM t WHERE a = ?", None) == every  # not bound (a prepare): no pruning
+    assert keys("SELECT * FROM t WHERE a = ?", [None]) == every
+    assert keys("SELECT * FROM t WHERE a = ?", ["30"]) == every  # DuckDB casts the text: keep everything
+    # an unbound parameter never reads as its position
+    assert [f.key for f in prune(_files(), SCHEMA, _sets("SELECT * FROM t WHERE a = $3"))] == every
+
+
+def test_large_integer_keys_compare_exactly():
+    big = 2**53 + 1  # not a float
+    files = [_entry(f"g{i}", pa.table({"a": pa.array([big + i], pa.int64())})) for i in range(3)]
+    schema = pa.schema([("a", pa.int64())])
+    sets = _sets(f"SELECT * FROM t WHERE a = {big}")
+    assert [f.key for f in prune(files, schema, sets)] == ["g0"]
+    assert [f.key for f in prune(files, schema, bind_params(_sets("SELECT * FROM t WHERE a = ?"), [big + 2]))] == ["g2"]
