@@ -80,7 +80,9 @@ STABLE = (
     define("wide_ingest_vs_raw_flight", "x", HIGHER,
            "pyarrow.flight client on both sides, the 16-column lineitem-like table with strings: rows/s of a "
            "DoPut of CommandStatementIngest into the node (durable ack) / rows/s of a do_put of the same batches "
-           "to the raw drain server", 0.5, "speed #15"),
+           "to the raw drain server. A DoPut larger than the node's bound on unflushed data per table "
+           "(2 x buffer.max_bytes, 512 MiB by default; 10M rows are 1.4 GB) goes on at Parquet-flush speed "
+           "(backpressure)", 0.5, "speed #15"),
     define("small_query_latency_vs_minimal_flightsql", "x", LOWER,
            "p50 of SELECT count(*) FROM small_table on a warm ADBC connection / the same against a "
            "minimal DuckDB Flight SQL server", 1.5, "protocol #3"),
