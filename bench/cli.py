@@ -50,7 +50,8 @@ def _positive(ctx, param, value):
 @click.option("--repeat", type=int, default=3, show_default=True, callback=_positive,
               help="runs of every timed phase (medians are reported)")
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="write a Markdown report here")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a PNG bar chart here")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write the bar chart here: .svg (plain text, no extra needed) or .png (matplotlib, "
+                   "from miniodb[bench])")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="write JSON here")
 @click.option("--rest-rows", type=int, default=200_000, show_default=True, callback=_positive,
               help="rows per REST ingest run (at most --rows)")
@@ -120,13 +121,13 @@ def bench(workload, uri, rest_url, username, password, rows, repeat, report, plo
             writer(results, path)
             console.log(f"wrote {path}")
     if plot:
-        try:
-            from .plot import write_png
+        from .plot import PlotUnavailable, write_plot
 
-            write_png(results, plot)
+        try:
+            write_plot(results, plot)
             console.log(f"wrote {plot}")
-        except ImportError as exc:
-            console.print(f"[red]cannot write {plot}: {exc} (pip install 'miniodb[bench]')")
+        except PlotUnavailable as exc:  # no markup: rich would swallow "[bench]" as a style tag
+            console.print(f"cannot write {plot}: {exc}", style="red", markup=False)
             b.failures.append("plot")
     Console().print(rpt.console_summary(results))
     console.log(f"done in {results.meta['seconds']:,.0f} s")

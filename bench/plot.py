@@ -1,5 +1,8 @@
-"""The PNG chart of a run (matplotlib, headless): ratios to the baselines, throughput side by
-side, and small-request latency."""
+"""The chart of a run: ratios to the baselines, throughput side by side, and small-request latency.
+
+:func:`write_plot` picks the format from the file name: ``.svg`` is written as plain text by
+:mod:`bench.svg` (no plotting library needed); any other name (``.png``) is drawn by matplotlib
+(headless), which comes with the ``miniodb[bench]`` extra."""
 
 from __future__ import annotations
 
@@ -13,14 +16,31 @@ GOOD = "#38a169"
 BAD = "#e53e3e"
 
 
+class PlotUnavailable(RuntimeError):
+    """A PNG was asked for and matplotlib is not installed."""
+
+
+def write_plot(results: Results, path: str | Path) -> None:
+    if str(path).lower().endswith(".svg"):
+        from .svg import write_svg
+
+        write_svg(results, path)
+    else:
+        write_png(results, path)
+
+
 def write_png(results: Results, path: str | Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise PlotUnavailable(f"a PNG chart needs matplotlib ({exc}): pip install 'miniodb[bench]', "
+                              "or give --plot a .svg file name (written without matplotlib)") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ratios = [mv for mv in results.ordered_metrics() if mv.spec.is_ratio and mv.value is not None]
-    groups = _throughput_groups(results)
+    groups = throughput_groups(results)
     latency = [m for m in results.measurements if m.latencies]
     panels = [p for p in (ratios, groups, latency) if p] or [[]]
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 3.2 + 0.45 * sum(len(p) for p in panels)),
@@ -71,11 +91,14 @@ def _ratios(ax, ratios) -> None:
                  fontsize=10)
 
 
-def _throughput_groups(results: Results) -> list[tuple[str, float, list[tuple[str, float]]]]:
+TRANSFER_WORKLOADS = ("ingest", "ingest_adbc", "wide_ingest", "export", "export_adbc", "rest")
+
+
+def throughput_groups(results: Results) -> list[tuple[str, float, list[tuple[str, float]]]]:
     """(workload title, MinIODB rows/s, [(baseline label, rows/s)]) for the transfer workloads."""
     out = []
     for m in results.measurements:
-        if m.baseline or m.latencies or not m.rows_per_s or m.workload not in ("ingest", "export", "rest"):
+        if m.baseline or m.latencies or not m.rows_per_s or m.workload not in TRANSFER_WORKLOADS:
             continue
         bases = [(x.label, x.rows_per_s) for x in results.measurements
                  if x.workload == m.workload and x.baseline and x.rows_per_s]
