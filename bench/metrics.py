@@ -100,6 +100,11 @@ define("ingest_pyarrow_vs_raw_flight", "x", HIGHER,
        "MinIODB ingest from a pyarrow.flight client (CommandStatementIngest, durable ack) / raw do_put")
 define("small_query_p50_ms", "ms", LOWER, "p50 of SELECT count(*) FROM small_table over ADBC")
 define("small_query_p99_ms", "ms", LOWER, "p99 of SELECT count(*) FROM small_table over ADBC")
+define("select_1_p50_ms", "ms", LOWER, "p50 of SELECT 1 on a warm ADBC connection (protocol overhead alone)")
+define("select_1_p99_ms", "ms", LOWER, "p99 of SELECT 1 on a warm ADBC connection")
+define("select_1_vs_minimal_flightsql", "x", LOWER,
+       "p50 of SELECT 1 on a warm ADBC connection / the same against a minimal DuckDB Flight SQL server "
+       "(the faster of its two modes), interleaved", 1.2, "speed #19")
 define("wide_ingest_rows_per_s", "rows/s", HIGHER, "ADBC adbc_ingest of the 16-column lineitem-like table")
 define("tpch_like_topn_vs_duckdb", "x", LOWER, "top-N over the wide table: ADBC time / DuckDB time")
 define("tpch_like_date_range_vs_duckdb", "x", LOWER, "date-range filter: ADBC time / DuckDB time")
