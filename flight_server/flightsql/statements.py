@@ -132,9 +132,9 @@ class StatementHandlers:
         if "done" in body:
             return empty_stream()  # DDL/DML: applied when the FlightInfo was made
         handle = str(body.get("h", ""))
-        if self.pending.outcome(handle) == PendingResults.CANCELLED:
+        outcome, execution = self.pending.claim(handle)
+        if outcome == PendingResults.CANCELLED:
             raise Cancelled("query cancelled")
-        execution = self.pending.take(handle)
         if execution is None:
             if not isinstance(body.get("q"), str):
                 raise NotFound("statement ticket expired or unknown")
