@@ -38,6 +38,7 @@ class Execution:
     rest: list[list] = field(default_factory=list)
     head: list[pa.RecordBatch] = field(default_factory=list)
     table: pa.Table | None = None  # the whole result, when prefetch reached its end
+    nbytes: int = -1  # its Arrow bytes (counted once, by prefetch)
 
     def prefetch(self, limit_bytes: int) -> None:
         first = self.first
@@ -55,7 +56,7 @@ class Execution:
                     self._whole(pa.Table.from_batches(head, schema=reader.schema), size, head)
                     return
                 self.head.append(batch)
-                size += batch.nbytes
+                size += batch.get_total_buffer_size()  # an O(buffers) sum; .nbytes walks the slices
         except BaseException as exc:
             self.head = []
             first.failed(exc)
@@ -65,7 +66,7 @@ class Execution:
             raise
 
     def _whole(self, table: pa.Table, nbytes: int, batches: list[pa.RecordBatch] | None) -> None:
-        self.table = table
+        self.table, self.nbytes = table, nbytes
         self.first.complete(table.num_rows, nbytes, batches)
         self.first.close()
 

@@ -98,8 +98,7 @@ class StatementHandlers:
         ticket = protocol.pack(sql_pb2.TicketStatementQuery(statement_handle=orjson.dumps(body)))
         table = execution.table
         return flight.FlightInfo(first.schema, descriptor, [flight.FlightEndpoint(ticket, [])],
-                                 table.num_rows if table is not None else -1,
-                                 table.nbytes if table is not None else -1)
+                                 table.num_rows if table is not None else -1, execution.nbytes)
 
     def _multi_endpoint(self, context, st: Statement, descriptor) -> flight.FlightInfo | None:
         """Opt-in: a plain scan as one endpoint per node holding data (coordinator/endpoints.py)."""
