@@ -20,6 +20,7 @@ import ctypes
 import os
 import sys
 import threading
+import time
 
 MAX_PINNED = 64
 _TASKS = "/proc/self/task"
@@ -34,11 +35,15 @@ _api.PyThreadState_Delete.argtypes = [ctypes.c_void_p]
 _local = threading.local()  # lives as long as the thread state: set once the thread is pinned
 _pinned: dict[int, int] = {}  # native thread id -> its PyThreadState*
 _lock = threading.Lock()
+_next_sweep = 0.0  # with every pin taken by a live thread, look for dead ones at most once a second
 
 
 def pin() -> None:
     """Keep the calling gRPC thread's Python state for its next calls (cheap once pinned)."""
+    global _next_sweep
     if not ENABLED or getattr(_local, "pinned", False):
+        return
+    if len(_pinned) >= MAX_PINNED and time.monotonic() < _next_sweep:
         return
     ident = threading.get_ident()
     if any(t.ident == ident for t in threading.enumerate() if not isinstance(t, threading._DummyThread)):
@@ -52,6 +57,7 @@ def pin() -> None:
         if len(_pinned) >= MAX_PINNED:
             _sweep()
             if len(_pinned) >= MAX_PINNED:
+                _next_sweep = time.monotonic() + 1.0
                 return  # every pinned thread is alive: this one pays per call, as without pins
         _api.PyGILState_Ensure()  # never released: the state outlives this call
         _pinned[tid] = _api.PyThreadState_Get()
