@@ -115,6 +115,11 @@ define("export_adbc_vs_raw_flight", "x", HIGHER,
        "same rows from the raw server (information: includes the ADBC client's cost)", None, "speed #15")
 define("small_query_p50_ms", "ms", LOWER, "p50 of SELECT count(*) FROM small_table over ADBC")
 define("small_query_p99_ms", "ms", LOWER, "p99 of SELECT count(*) FROM small_table over ADBC")
+define("select_1_p50_ms", "ms", LOWER, "p50 of SELECT 1 on a warm ADBC connection (protocol overhead alone)")
+define("select_1_p99_ms", "ms", LOWER, "p99 of SELECT 1 on a warm ADBC connection")
+define("select_1_vs_minimal_flightsql", "x", LOWER,
+       "p50 of SELECT 1 on a warm ADBC connection / the same against a minimal DuckDB Flight SQL server "
+       "(the faster of its two modes), interleaved", 1.2, "speed #19")
 define("wide_ingest_rows_per_s", "rows/s", HIGHER,
        "pyarrow.flight DoPut of CommandStatementIngest of the 16-column lineitem-like table (durable ack): rows/s")
 define("tpch_like_topn_vs_duckdb", "x", LOWER, "top-N over the wide table: ADBC time / DuckDB time")

@@ -50,6 +50,8 @@ import pyarrow.flight as flight
 
 from clients import errors
 
+from . import threadstate
+
 log = logging.getLogger("miniodb.auth")
 
 TOKEN_PREFIX = "mdb1"
@@ -237,6 +239,7 @@ class CallMiddlewareFactory(flight.ServerMiddlewareFactory):
         self.on_failure = on_failure
 
     def start_call(self, info, headers):
+        threadstate.pin()  # the gRPC thread keeps its Python state for its next calls
         if self.keys is None and info.method not in _NEED_HEADERS:
             # auth off: a query or fetch needs no call state, and no middleware spares the
             # call three Python upcalls (start, headers, completion) on its gRPC thread
@@ -267,6 +270,7 @@ class HandshakeAcceptor(flight.ServerAuthHandler):
         return None
 
     def is_valid(self, token):
+        threadstate.pin()  # the first upcall of every call: later ones only take the GIL
         return ""
 
 

@@ -25,9 +25,9 @@ takes per batch anyway (:mod:`flight_server.flightsql.streaming`). In-process co
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -167,7 +167,7 @@ class QueryLog:
         self._lock = threading.Lock()
 
     def start(self, sql: str, kind: str, principal: str = "", params: int = 0) -> QueryRecord:
-        rec = QueryRecord(uuid.uuid4().hex[:16], self.node_id, principal, sql, kind, self._clock(), params=params,
+        rec = QueryRecord(os.urandom(8).hex(), self.node_id, principal, sql, kind, self._clock(), params=params,
                           _t0=time.perf_counter())
         with self._lock:
             self._ring.append(rec)

@@ -1,10 +1,15 @@
-"""Small-query latency: ``SELECT count(*)`` of a small table on a warm ADBC connection, vs the
-same query against a minimal Flight SQL server that only runs DuckDB in memory.
+"""Tiny-query latency on a warm ADBC connection, vs a minimal Flight SQL server that only runs
+DuckDB in memory: ``SELECT count(*)`` of a small table and ``SELECT 1`` (the protocol alone).
 
 The minimal server runs in both of its honest modes (prepared statements answered minimally,
 or UNIMPLEMENTED so ADBC falls back to CommandStatementQuery); the faster one is the reference.
-Each repeat runs ``--latency-queries`` calls per system after a warm-up; p50/p95/p99 are the
-medians over the repeats of each repeat's percentiles."""
+Each repeat runs ``--latency-queries`` calls per system and query after a warm-up, the systems
+interleaved (the order rotates per repeat); p50/p95/p99 are the medians over the repeats of
+each repeat's percentiles. The same ADBC client library talks to every system.
+
+Per ``cursor.execute()`` + fetch, ADBC sends ``GetFlightInfo(CommandPreparedStatementQuery)``
+and ``DoGet``; it prepares (``CreatePreparedStatement``) only when the cursor's SQL changes.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,14 @@ from ..metrics import Measurement
 from ..runner import SMALL, Bench
 from .ingest import raw_put
 
-TITLE = "small query latency (SELECT count(*))"
 WARMUP = 20
+# (workload, title, SQL, p50 metric, p99 metric or None, ratio metric)
+QUERIES = (
+    ("latency", "small query latency (SELECT count(*))", f"SELECT count(*) FROM {SMALL}",
+     "small_query_p50_ms", "small_query_p99_ms", "small_query_latency_vs_minimal_flightsql"),
+    ("latency_select_1", "protocol latency (SELECT 1)", "SELECT 1",
+     "select_1_p50_ms", "select_1_p99_ms", "select_1_vs_minimal_flightsql"),
+)
 
 
 def timed_calls(conn, sql: str, n: int) -> list[float]:
@@ -42,7 +53,6 @@ def run(b: Bench) -> None:
         b.adbc_ingest(SMALL, small.schema, small.to_batches(), mode="create")
         b.client.flush(SMALL)
         b.loaded(SMALL, small.num_rows)
-    sql = f"SELECT count(*) FROM {SMALL}"
     n = b.opts.latency_queries
     systems = [("miniodb", "MinIODB · ADBC", b.adbc())]
     extra = []
@@ -56,30 +66,33 @@ def run(b: Bench) -> None:
         label = ("minimal Flight SQL (DuckDB) · prepared statements" if mode == "minimal"
                  else "minimal Flight SQL (DuckDB) · no prepared statements")
         systems.append((f"minimal_flightsql_{mode}", label, conn))
-    ms = {key: b.results.add(Measurement("latency", TITLE, key, label, 0, 0,
-                                         ratios=["small_query_latency_vs_minimal_flightsql",
-                                                 "small_query_p50_ms"] if key == "miniodb" else []))
-          for key, label, _ in systems}
     try:
-        for _key, _label, conn in systems:
-            timed_calls(conn, sql, WARMUP)
-        with b.task("small-query latency", len(systems) * b.opts.repeat * n, "queries") as task:
-            for i in range(b.opts.repeat):
-                order = systems[i % len(systems):] + systems[:i % len(systems)]
-                for key, _label, conn in order:
-                    samples = timed_calls(conn, sql, n)
-                    ms[key].latencies.append(samples)
-                    ms[key].seconds.append(sum(samples))
-                    task.advance(n)
+        for workload, title, sql, p50, p99, ratio in QUERIES:
+            _measure(b, systems, workload, title, sql, n, p50, p99, ratio)
     finally:
         for conn in extra:
             conn.close()
+
+
+def _measure(b: Bench, systems: list, workload: str, title: str, sql: str, n: int,
+             p50: str, p99: str, ratio: str) -> None:
+    ms = {key: b.results.add(Measurement(workload, title, key, label, 0, 0,
+                                         ratios=[ratio, p50] if key == "miniodb" else []))
+          for key, label, _ in systems}
+    for _key, _label, conn in systems:
+        timed_calls(conn, sql, WARMUP)
+    with b.task(title, len(systems) * b.opts.repeat * n, "queries") as task:
+        for i in range(b.opts.repeat):
+            order = systems[i % len(systems):] + systems[:i % len(systems)]
+            for key, _label, conn in order:
+                samples = timed_calls(conn, sql, n)
+                ms[key].latencies.append(samples)
+                ms[key].seconds.append(sum(samples))
+                task.advance(n)
     for m in ms.values():
         b.report(m)
     ours = ms["miniodb"]
-    refs = [m for k, m in ms.items() if k != "miniodb"]
-    best = min(refs, key=lambda m: m.latency(50))
-    b.results.set("small_query_p50_ms", ours.latency(50) * 1000)
-    b.results.set("small_query_p99_ms", ours.latency(99) * 1000)
-    b.results.ratio("small_query_latency_vs_minimal_flightsql", ours.latency(50), best.latency(50),
-                    reference=best.label)
+    best = min((m for k, m in ms.items() if k != "miniodb"), key=lambda m: m.latency(50))
+    b.results.set(p50, ours.latency(50) * 1000)
+    b.results.set(p99, ours.latency(99) * 1000)
+    b.results.ratio(ratio, ours.latency(50), best.latency(50), reference=best.label)

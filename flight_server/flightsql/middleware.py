@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pyarrow.flight as flight
 
+from .. import threadstate
 from ..auth import HEADER_METHODS
 
 
@@ -22,6 +23,7 @@ class HeadersMiddlewareFactory(flight.ServerMiddlewareFactory):
     """Makes the incoming call headers readable by handlers (``context.get_middleware``)."""
 
     def start_call(self, info, headers):
+        threadstate.pin()
         if info.method not in HEADER_METHODS:
             return None  # no handler of this call reads headers: no per-call Python upcalls
         return HeadersMiddleware(headers)

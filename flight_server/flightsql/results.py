@@ -5,10 +5,9 @@ streaming results that CancelFlightInfo can interrupt, the outcome of recent tic
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +38,7 @@ class Execution:
     rest: list[list] = field(default_factory=list)
     head: list[pa.RecordBatch] = field(default_factory=list)
     table: pa.Table | None = None  # the whole result, when prefetch reached its end
+    nbytes: int = -1  # its Arrow bytes (counted once, by prefetch)
 
     def prefetch(self, limit_bytes: int) -> None:
         first = self.first
@@ -56,7 +56,7 @@ class Execution:
                     self._whole(pa.Table.from_batches(head, schema=reader.schema), size, head)
                     return
                 self.head.append(batch)
-                size += batch.nbytes
+                size += batch.get_total_buffer_size()  # an O(buffers) sum; .nbytes walks the slices
         except BaseException as exc:
             self.head = []
             first.failed(exc)
@@ -66,7 +66,7 @@ class Execution:
             raise
 
     def _whole(self, table: pa.Table, nbytes: int, batches: list[pa.RecordBatch] | None) -> None:
-        self.table = table
+        self.table, self.nbytes = table, nbytes
         self.first.complete(table.num_rows, nbytes, batches)
         self.first.close()
 
@@ -87,15 +87,23 @@ class PendingResults:
         self._clock = clock
         self._items: dict[str, tuple[float, Any]] = {}
         self._running: dict[str, Any] = {}
-        self._outcome: OrderedDict[str, str] = OrderedDict()
-        self._remember = remember
+        # the outcome of recent handles in two generations (the older one is dropped whole when
+        # the newer one is full): no per-call eviction, at most ``remember`` handles kept
+        self._outcome: dict[str, str] = {}
+        self._older: dict[str, str] = {}
+        self._remember = max(2, remember)
         self._lock = threading.Lock()
+        self._next_expiry = 0.0  # put() sweeps expired results at most about once a second
 
     def put(self, result: Any) -> str:
-        handle = uuid.uuid4().hex
+        handle = os.urandom(16).hex()
+        now = self._clock()
         with self._lock:
-            self._items[handle] = (self._clock() + self.ttl, result)
-        self.expire()
+            self._items[handle] = (now + self.ttl, result)
+            sweep = now >= self._next_expiry
+        if sweep:
+            self._next_expiry = now + min(1.0, self.ttl)
+            self.expire()
         return handle
 
     def take(self, handle: str) -> Any | None:
@@ -103,9 +111,20 @@ class PendingResults:
             item = self._items.pop(handle, None)
         return item[1] if item else None
 
+    def claim(self, handle: str) -> tuple[str | None, Any | None]:
+        """(outcome so far, the waiting result or None) of ``handle``, in one step (DoGet)."""
+        with self._lock:
+            outcome = self._outcome_locked(handle)
+            item = self._items.pop(handle, None) if outcome != self.CANCELLED else None
+        return outcome, item[1] if item else None
+
     def outcome(self, handle: str) -> str | None:
         with self._lock:
-            return self._outcome.get(handle)
+            return self._outcome_locked(handle)
+
+    def _outcome_locked(self, handle: str) -> str | None:
+        found = self._outcome.get(handle)
+        return found if found is not None else self._older.get(handle)
 
     def running(self, handle: str, result: Any) -> None:
         """``result`` is streaming for ``handle`` (interruptible)."""
@@ -122,7 +141,7 @@ class PendingResults:
         with self._lock:
             item = self._items.pop(handle, None)
             result = self._running.get(handle)
-            before = self._outcome.get(handle)
+            before = self._outcome_locked(handle)
             if item is None and result is None:
                 if before == self.CANCELLED:
                     return flight_pb2.CANCEL_STATUS_CANCELLED
@@ -143,12 +162,11 @@ class PendingResults:
         return any([self.cancel(h) == flight_pb2.CANCEL_STATUS_CANCELLED for h in handles])
 
     def _remember_locked(self, handle: str, outcome: str, keep: bool) -> None:
-        if keep and self._outcome.get(handle) == self.CANCELLED:
+        if keep and self._outcome_locked(handle) == self.CANCELLED:
             return
         self._outcome[handle] = outcome
-        self._outcome.move_to_end(handle)
-        while len(self._outcome) > self._remember:
-            self._outcome.popitem(last=False)
+        if len(self._outcome) >= self._remember // 2:
+            self._older, self._outcome = self._outcome, {}
 
     def expire(self) -> None:
         now = self._clock()

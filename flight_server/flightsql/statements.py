@@ -102,8 +102,7 @@ class StatementHandlers:
         ticket = protocol.pack(sql_pb2.TicketStatementQuery(statement_handle=orjson.dumps(body)))
         table = execution.table
         return flight.FlightInfo(first.schema, descriptor, [flight.FlightEndpoint(ticket, [])],
-                                 table.num_rows if table is not None else -1,
-                                 table.nbytes if table is not None else -1)
+                                 table.num_rows if table is not None else -1, execution.nbytes)
 
     def _multi_endpoint(self, context, st: Statement, descriptor) -> flight.FlightInfo | None:
         """Opt-in: a plain scan as one endpoint per node holding data (coordinator/endpoints.py)."""
@@ -136,9 +135,9 @@ class StatementHandlers:
         if "done" in body:
             return empty_stream()  # DDL/DML: applied when the FlightInfo was made
         handle = str(body.get("h", ""))
-        if self.pending.outcome(handle) == PendingResults.CANCELLED:
+        outcome, execution = self.pending.claim(handle)
+        if outcome == PendingResults.CANCELLED:
             raise Cancelled("query cancelled")
-        execution = self.pending.take(handle)
         if execution is None:
             if not isinstance(body.get("q"), str):
                 raise NotFound("statement ticket expired or unknown")

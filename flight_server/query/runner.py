@@ -93,6 +93,7 @@ class QueryRunner:
         self.coordinator = coordinator  # coordinator.Coordinator: SELECTs over every live node
         self._schemas: dict[tuple, pa.Schema] = {}  # see schema()
         self._lock = threading.Lock()
+        self._durations: dict[str, Any] = {}  # statement kind -> its query_duration child
 
     def cache_key(self, st: Statement, params: Any, session: Any = None) -> CacheKey | None:
         """The exact key of a cacheable SELECT, or None (read before execution: see module doc).
@@ -177,7 +178,10 @@ class QueryRunner:
                 raise
             raise err from exc
         m = self.metrics
-        m.query_duration.labels(kind=kind.lower()).observe(time.perf_counter() - started)
+        duration = self._durations.get(kind)
+        if duration is None:  # prometheus looks the child up under a lock on every labels()
+            duration = self._durations.setdefault(kind, m.query_duration.labels(kind=kind.lower()))
+        duration.observe(time.perf_counter() - started)
         if key is not None:
             if hit is not None:
                 m.query_cache_hit.inc()
