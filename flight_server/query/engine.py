@@ -143,6 +143,7 @@ class FileSchemas:
     def __init__(self, size: int = 65_536):
         self.size = size
         self._schemas: OrderedDict[str, tuple | None] = OrderedDict()
+        self._shared: dict[tuple, tuple] = {}  # one copy of each distinct schema (many files share one)
         self._lock = threading.Lock()
 
     def _schema(self, path: str) -> tuple | None:
@@ -155,9 +156,13 @@ class FileSchemas:
         except (OSError, pa.ArrowException):  # unreadable here: let DuckDB bind (and report) it
             schema = None
         with self._lock:
+            if schema is not None:
+                schema = self._shared.setdefault(schema, schema)
             self._schemas[path] = schema
             while len(self._schemas) > self.size:
                 self._schemas.popitem(last=False)
+            if len(self._shared) > self.size:  # rare: many distinct schemas; start over
+                self._shared.clear()
         return schema
 
     def uniform(self, paths: Sequence[str]) -> bool:
