@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from clients.errors import InvalidRequest, NotFound
 
@@ -130,6 +132,54 @@ def _file_cast(column: str, duckdb_type: str, duration_unit: str | None) -> str:
     return f"CAST({_quote(column)} AS {duckdb_type})"
 
 
+class FileSchemas:
+    """The column names and types of Parquet files, read once per path from their footers.
+
+    Data files are immutable (an object key is never rewritten), so a path's schema never
+    changes. When every file of a table has the same schema, its view reads them without
+    ``union_by_name``, which would bind every file's schema again on every query; files
+    written before a schema change (a column added, a type widened) keep it.
+    """
+
+    def __init__(self, size: int = 65_536):
+        self.size = size
+        self._schemas: OrderedDict[str, tuple | None] = OrderedDict()
+        self._shared: dict[tuple, tuple] = {}  # one copy of each distinct schema (many files share one)
+        self._lock = threading.Lock()
+
+    def _schema(self, path: str) -> tuple | None:
+        with self._lock:
+            if path in self._schemas:
+                self._schemas.move_to_end(path)
+                return self._schemas[path]
+        try:
+            schema = tuple((f.name, str(f.type)) for f in pq.read_schema(path))
+        except (OSError, pa.ArrowException):  # unreadable here: let DuckDB bind (and report) it
+            schema = None
+        with self._lock:
+            if schema is not None:
+                schema = self._shared.setdefault(schema, schema)
+            self._schemas[path] = schema
+            while len(self._schemas) > self.size:
+                self._schemas.popitem(last=False)
+            if len(self._shared) > self.size:  # rare: many distinct schemas; start over
+                self._shared.clear()
+        return schema
+
+    def uniform(self, paths: Sequence[str]) -> bool:
+        """True when all ``paths`` have one and the same schema (known)."""
+        first = None
+        for i, path in enumerate(paths):
+            schema = self._schema(path)
+            if schema is None:
+                return False
+            if i == 0:
+                first = schema
+            elif schema != first:
+                return False
+        return True
+
+
 class CursorPool:
     """Idle request cursors, reused one request at a time, with the views they still hold.
 
@@ -232,6 +282,7 @@ class QueryEngine:
         # schema-only requests (prepares) bind file-less views: their own cursors, so they never
         # replace the file views a query cursor keeps (two view rebuilds per prepared query)
         self._schema_cursors = CursorPool(self._db, size=2)
+        self.file_schemas = FileSchemas()
         self.hot = HotTables(self._db, hot_table_bytes, hot_cache_bytes, self._file_select)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -345,16 +396,16 @@ class QueryEngine:
         }
         return QueryResult(reader, kind, stats, close, interrupt=interrupt)
 
-    @staticmethod
-    def _file_select(rt: ResolvedTable) -> str:
-        """The table's committed files as one SELECT in its current column types."""
+    def _file_select(self, rt: ResolvedTable) -> str:
+        """The table's committed files as one SELECT in its current column types (by name
+        across files only when their schemas differ: :class:`FileSchemas`)."""
         cols = ", ".join(
             f"{_file_cast(c, t, rt.duration_units.get(c.lower()))} AS {_quote(c)}" if c.lower() in rt.file_columns
             else f"CAST(NULL AS {t}) AS {_quote(c)}"
             for c, t in rt.columns
         )
         files = ", ".join(_lit(p) for p in rt.paths)
-        union = ", union_by_name=true" if len(rt.paths) > 1 else ""
+        union = ", union_by_name=true" if len(rt.paths) > 1 and not self.file_schemas.uniform(rt.paths) else ""
         return f"SELECT {cols} FROM read_parquet([{files}]{union})"
 
     def _bind(self, cur: duckdb.DuckDBPyConnection, name: str, rt: ResolvedTable) -> None:

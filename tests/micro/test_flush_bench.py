@@ -1,5 +1,5 @@
 """Buffer flush to Parquet as ``miniodb flush`` runs it (``Node.flush``): snapshot -> Parquet
-(zstd, statistics) -> local object store -> catalog commit (SQLite) -> WAL truncate, for one
+(LZ4, statistics) -> local object store -> catalog commit (SQLite) -> WAL truncate, for one
 table buffer filled by four ingests."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Flush throughput to S3 (moto_server) against the local folder backend, same Parquet bytes.
 
 Each round ingests the same 1,000,000 narrow rows (untimed) and runs the whole flush as
-``miniodb flush`` does (``Node.flush``: Parquet with zstd and statistics, upload, catalog
+``miniodb flush`` does (``Node.flush``: Parquet with LZ4 and statistics, upload, catalog
 commit, WAL truncate). ``test_flush_to`` gives the pytest-benchmark numbers per backend;
 ``test_s3_to_local_flush_ratio`` runs both backends interleaved in one run and reports bytes/s
 of each and their ratio (the promise: S3 >= 0.5x local). moto_server is a Python process on
