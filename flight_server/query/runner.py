@@ -248,10 +248,11 @@ class QueryRunner:
     # -- result schemas ------------------------------------------------------------------
     def schema(self, sql: str | Statement, params: Any = None) -> pa.Schema:
         """Result schema of a query without reading data: its tables bind empty (no files, no
-        buffer). Cached by statement and table schema versions (see the module doc)."""
+        buffer). Cached by statement shape (its tree, filter literals erased: a point lookup
+        with another key is a hit) and table schema versions (see the module doc)."""
         st = as_statement(sql)
         key = None
-        if params is None and st.cacheable and st.digest:
+        if params is None and st.cacheable and st.shape:
             versions = []
             for name in st.tables:
                 info = self.catalog.find(name)
@@ -259,7 +260,7 @@ class QueryRunner:
                     break
                 versions.append((info.table_id, info.schema_version))
             else:
-                key = (st.digest, tuple(versions))
+                key = (st.shape, tuple(versions))
                 cached = self._schemas.get(key)
                 if cached is not None:
                     return cached

@@ -70,6 +70,7 @@ class Statement:
     cacheable: bool = False
     error: str = ""  # why DuckDB could not serialise the SELECT (reported when it runs)
     bound_sql: str = ""  # what the engine runs instead of ``sql`` (AT clauses -> views); "" : ``sql``
+    shape: str = ""  # ``digest`` with the literals of filters erased: same result schema (see _erase_filters)
 
     @property
     def is_update(self) -> bool:
@@ -99,9 +100,10 @@ def statement(text: str) -> Statement:
         except duckdb.Error as exc:
             return Statement(text, sql, kind, count, error=f"AT (...) cannot be used in this statement: {exc}")
     digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    shape = hashlib.sha256(orjson.dumps(_erase_filters(clean), option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Statement(text, sql, kind, count, digest, tuple(sorted(ref.name for ref in analysis.tables.values())),
                      analysis, cacheable=not found.get("volatile") and not analysis.qualified
-                     and not analysis.at_refs, bound_sql=bound)
+                     and not analysis.at_refs, bound_sql=bound, shape=shape)
 
 
 @functools.lru_cache(maxsize=256)
@@ -181,6 +183,23 @@ def _scan(obj: Any, found: dict) -> Any:
     if obj.get("sample") not in (None, {}):
         found["volatile"] = True
     return {k: _scan(v, found) for k, v in obj.items() if k not in _STRIP}
+
+
+_FILTERS = frozenset({"where_clause", "having", "qualify"})
+
+
+def _erase_filters(obj: Any, inside: bool = False) -> Any:
+    """The tree with the literals of WHERE / HAVING / QUALIFY clauses blanked. A filter decides
+    which rows come back, never the types of the result's columns, so statements that differ
+    only there (a point lookup with another key) share one result schema: ADBC prepares every
+    new text, and the prepare's schema step is then a cache hit."""
+    if isinstance(obj, list):
+        return [_erase_filters(x, inside) for x in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if inside and obj.get("class") == "CONSTANT":
+        return {"class": "CONSTANT"}
+    return {k: _erase_filters(v, inside or k in _FILTERS) for k, v in obj.items()}
 
 
 def strip_catalog(sql: str) -> str:

@@ -167,6 +167,45 @@ def test_statement_normalisation() -> None:
     assert join.tables == ("t", "u") and join.cacheable
 
 
+def test_statements_that_differ_only_in_filter_literals_share_a_shape() -> None:
+    """The schema cache keys on the shape: a filter's literals never change the result types,
+    literals anywhere else may (round(x, 1) vs round(x, 2) of a DECIMAL)."""
+    a = statement("SELECT count(*) FROM t WHERE k = 12345")
+    assert a.shape == statement("SELECT count(*) FROM t WHERE k = 777").shape and a.digest != statement(
+        "SELECT count(*) FROM t WHERE k = 777").digest
+    assert statement("SELECT k, sum(v) FROM t WHERE d >= DATE '2024-01-01' GROUP BY k HAVING sum(v) > 5").shape == \
+        statement("SELECT k, sum(v) FROM t WHERE d >= DATE '2025-03-01' GROUP BY k HAVING sum(v) > 9").shape
+    assert statement("SELECT round(x, 1) FROM t").shape != statement("SELECT round(x, 2) FROM t").shape
+    assert statement("SELECT 1 FROM t WHERE k = 1").shape != statement("SELECT 2 FROM t WHERE k = 1").shape
+    assert statement("SELECT count(*) FROM t WHERE k = 1").shape != statement("SELECT count(*) FROM u WHERE k = 1").shape
+
+
+def test_a_schema_is_computed_once_per_shape(tmp_path) -> None:
+    from flight_server.config import load_settings
+    from flight_server.node import Node
+
+    overrides = {"server.data_dir": str(tmp_path), "server.grpc_port": 0, "server.rest_port": 0,
+                 "server.metrics_port": 0, "server.host": "127.0.0.1"}
+    node = Node(load_settings(None, overrides, environ={})).start()
+    try:
+        t = pa.table({"k": pa.array([1, 2, 3], pa.int64()), "v": pa.array([1.5, 2.5, 3.5])})
+        node.ingest("t", t.to_batches(), t.schema, "create_append")
+        engine, calls = node.runner.engine, []
+        execute = engine.execute
+
+        def counted(*args, **kwargs):
+            calls.append(kwargs.get("schema_only", False))
+            return execute(*args, **kwargs)
+
+        engine.execute = counted
+        first = node.query_schema("SELECT k, v * 2 AS w FROM t WHERE k = 1")
+        second = node.query_schema("SELECT k, v * 2 AS w FROM t WHERE k = 3")
+        third = node.query_schema("SELECT k, v * 3 AS w FROM t WHERE k = 3")
+        assert first == second == third and first.names == ["k", "w"] and calls == [True, True]
+    finally:
+        node.stop()
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT random() FROM t", "SELECT now()", "SELECT current_date", "SELECT CURRENT_TIMESTAMP",
     "SELECT gen_random_uuid()", "SELECT * FROM t USING SAMPLE 10", "SELECT * FROM t TABLESAMPLE 5%",
