@@ -34,6 +34,7 @@ from ..metadata.base import NodeInfo, TableInfo
 from ..query.engine import QueryResult, ResolvedTable
 from ..query.statement import Statement, statement
 from .cluster import ACTION_CANCEL, ACTION_PIN, ACTION_RELEASE, Signer, cancel_check, place
+from .local_read import direct, shipped
 from .params import bind_literals
 from .plan import DistributedPlan, Fragment, plan
 
@@ -57,6 +58,8 @@ class Session:
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # node -> table -> keys
     files_total: int = 0
     cancelled: Any = None  # the client's call: is_cancelled() (coordinator/cluster.py)
+    local_read: bool = False  # the coordinator reads every file; peers ship buffered rows with their pin
+    shipped: dict = field(default_factory=dict)  # (node, table) -> decoded rows shipped with a pin
     key_parts: Any = None  # the result cache's committed versions, read before the pins (query/runner.py)
 
     def signature(self) -> list:
@@ -118,15 +121,18 @@ class Coordinator:
         if nodes is None:
             return None
         schemas: dict[str, pa.Schema] = {}
+        size = 0
         for name in st.tables:
-            info = self.catalog.find(name)
-            if info is None:
+            m = self.catalog.manifest(name)
+            if m is None:
                 return None  # the local path reports NotFound
-            schemas[info.name] = info.schema
+            schemas[m.info.name] = m.info.schema
+            size += sum(f.size for f in m.files)
         p = plan(st.sql, schemas)
         if p.shape == "local" or not p.fragments:
             return None
-        session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {}, cancelled=cancel_check())
+        session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {}, cancelled=cancel_check(),
+                          local_read=size < self.settings.distribute_min_bytes and bool(p.rows))
         now = time.monotonic()
         with self._guard:
             skipped = {nid for nid, until in self._suspect.items() if until > now}
@@ -134,7 +140,8 @@ class Coordinator:
             session.missing.add(nid)
             session.missing_rows = None
         tables = sorted({f.table for f in p.fragments})
-        futures = {n.node_id: self._pool.submit(self._pin, session.query_id, n, tables)
+        inline = {t: p.rows[t] for t in tables if t in p.rows} if session.local_read else None
+        futures = {n.node_id: self._pool.submit(self._pin, session.query_id, n, tables, inline)
                    for n in nodes if n.node_id not in session.missing}
         try:
             self._wait(session, list(futures.values()))
@@ -166,14 +173,17 @@ class Coordinator:
         bound = statement(sql)
         return bound if bound.kind == "SELECT" and bound.analysis is not None else None
 
-    def _pin(self, qid: str, node: NodeInfo, tables: list[str]) -> dict:
+    def _pin(self, qid: str, node: NodeInfo, tables: list[str], inline: dict | None) -> dict:
         ttl = self.settings.pin_ttl
         if node.node_id == self.node_id:
             return self.peer.pin(qid, tables, ttl)
+        body: dict[str, Any] = {"q": qid, "tables": tables, "ttl": ttl}
+        if inline is not None:
+            body.update(inline=inline, inline_rows=self.settings.inline_max_rows)
         started = time.perf_counter()
         try:
-            return self.clients.action(node.flight_uri, ACTION_PIN, self.signer.sign(
-                {"q": qid, "tables": tables, "ttl": ttl}, self.settings.peer_timeout), self.settings.peer_timeout)
+            return self.clients.action(node.flight_uri, ACTION_PIN, self.signer.sign(body, self.settings.peer_timeout),
+                                       self.settings.peer_timeout)
         finally:
             self.metrics.peer_request.observe(time.perf_counter() - started)
 
@@ -200,7 +210,7 @@ class Coordinator:
         for nid in list(s.nodes):
             if nid == self.node_id:
                 self.peer.release(s.query_id)
-            elif nid not in s.missing:
+            elif nid not in s.missing and s.pins.get(nid, {}).get("kept", True):
                 self._pool.submit(self._quiet_action, s.nodes[nid].flight_uri, ACTION_RELEASE, s.query_id)
 
     def cancel(self, s: Session) -> None:
@@ -218,6 +228,7 @@ class Coordinator:
     def snapshot(self, s: Session) -> dict[str, list[str]]:
         """Each table's committed files the answer reads (after the pins: see the module doc)."""
         out: dict[str, list[str]] = {}
+        s.files_total = 0
         for table in sorted({f.table for f in s.plan.fragments}):
             m = self.catalog.manifest(table)
             if m is None:
@@ -241,20 +252,26 @@ class Coordinator:
         return out
 
     # -- fan-out ---------------------------------------------------------------------------
-    def gather(self, s: Session) -> dict[str, pa.Table]:
-        snap = self.snapshot(s)
+    def gather(self, s: Session, snap: dict[str, list[str]]) -> dict[str, pa.Table]:
         ok = sorted(s.pins)
-        placement = {t: self._placed(keys, ok) for t, keys in snap.items()}
-        tasks: list[tuple[str, Fragment, list[str], bool]] = []
+        if s.local_read:  # every file here; a peer runs a fragment only for rows it did not ship
+            placement = {t: {self.node_id: keys} for t, keys in snap.items()}
+        else:
+            placement = {t: self._placed(keys, ok) for t, keys in snap.items()}
+        tasks: list[tuple] = []
         for frag in s.plan.fragments:
             for nid in ok:
                 files = placement[frag.table].get(nid, [])
-                rows = s.pins[nid]["tables"].get(frag.table, {}).get("rows", 0)
+                pinned = s.pins[nid]["tables"].get(frag.table, {})
+                rows = pinned.get("rows", 0)
+                if "inline" in pinned:  # shipped with the pin: its fragment runs here over them
+                    tasks.append((self.node_id, frag, [], False, shipped(s, nid, frag.table)))
+                    rows = 0
                 if nid == self.node_id or files or rows:
-                    tasks.append((nid, frag, files, bool(rows)))
+                    tasks.append((nid, frag, files, bool(rows), None))
                 s.files.setdefault(nid, {})[frag.table] = files
         parts: dict[str, list[pa.Table]] = {f.alias: [] for f in s.plan.fragments}
-        pending: dict[Future, tuple[str, Fragment, list[str], bool]] = {}
+        pending: dict[Future, tuple] = {}
 
         def submit(task):
             pending[self._pool.submit(self._run, s, *task)] = task
@@ -265,7 +282,7 @@ class Coordinator:
             while pending:
                 done = self._wait(s, list(pending), FIRST_COMPLETED)
                 for fut in done:
-                    nid, frag, files, _pinned = pending.pop(fut)
+                    nid, frag, files, _pinned, _rows = pending.pop(fut)
                     try:
                         parts[frag.alias].append(fut.result())
                         continue
@@ -280,7 +297,7 @@ class Coordinator:
                         for n2, keys in self._placed(files, survivors).items():
                             if keys:
                                 s.files.setdefault(n2, {}).setdefault(frag.table, []).extend(keys)
-                                submit((n2, frag, keys, False))
+                                submit((n2, frag, keys, False, None))
         except BaseException:
             for fut in pending:
                 fut.cancel()
@@ -298,11 +315,12 @@ class Coordinator:
             if s.cancelled is not None and s.cancelled():
                 raise Cancelled("query cancelled by the client")
 
-    def _run(self, s: Session, nid: str, frag: Fragment, files: list[str], pinned: bool) -> pa.Table:
+    def _run(self, s: Session, nid: str, frag: Fragment, files: list[str], pinned: bool,
+             rows: pa.Table | None) -> pa.Table:
         body = {"q": s.query_id, "t": frag.table, "sql": frag.sql, "files": files, "pin": pinned}
         self.metrics.query_fragments.labels(role="coordinator").inc()
         if nid == self.node_id:
-            return self.peer.fragment(body)
+            return self.peer.fragment(body, rows)
         started = time.perf_counter()
         try:
             timeout = self.settings.peer_timeout
@@ -313,7 +331,11 @@ class Coordinator:
     # -- merge -----------------------------------------------------------------------------
     def execute(self, s: Session) -> QueryResult:
         try:
-            gathered = self.gather(s)
+            snap = self.snapshot(s)
+            if s.local_read and all("inline" in d or not d["rows"] for nid, p in s.pins.items()
+                                    if nid != self.node_id for d in p["tables"].values()):
+                return self._stats(s, direct(self, s, snap))
+            gathered = self.gather(s, snap)
         finally:
             self.release(s)
         merge = statement(s.plan.merge_sql)
@@ -326,8 +348,13 @@ class Coordinator:
 
         result = self.engine.execute(merge, None, resolve)
         scanned = sum(len(keys) for per in s.files.values() for keys in per.values())
+        result.stats.update({"files_total": s.files_total, "files_scanned": scanned,
+                             "files_pruned": s.files_total - scanned})
+        return self._stats(s, result)
+
+    @staticmethod
+    def _stats(s: Session, result: QueryResult) -> QueryResult:
         result.stats.update({
-            "files_total": s.files_total, "files_scanned": scanned, "files_pruned": s.files_total - scanned,
             "buffer_rows": sum(d["rows"] for p in s.pins.values() for d in p["tables"].values()),
             # the nodes whose data is in the answer: pinned (their buffers) and never dropped
             "nodes": sorted(set(s.pins) - s.missing), "missing_nodes": sorted(s.missing),
