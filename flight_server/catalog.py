@@ -118,6 +118,12 @@ class Catalog:
         return files
 
     # -- manifests ---------------------------------------------------------------------
+    def cached(self, name: str) -> Manifest | None:
+        """The manifest this node last read of ``name`` (no metadata call; None: never read)."""
+        with self._lock:
+            m = self._cache.get(name)
+        return self._visible(m) if m is not None else None
+
     def manifest(self, name: str) -> Manifest | None:
         """Definition + committed files of a table, refreshed only when its version moved."""
         with self._lock:

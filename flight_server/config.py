@@ -137,7 +137,7 @@ class CoordinatorSettings:
     multi_endpoint: bool = False  # plain scans answer one FlightInfo endpoint per node (coordinator/endpoints.py)
     # below this many bytes of committed Parquet in the tables a query reads, the coordinator reads
     # every file itself and peers only contribute their buffered rows (coordinator/coordinator.py)
-    distribute_min_bytes: int = 256 << 20
+    distribute_min_bytes: int = 64 * 1024 * 1024
     inline_max_rows: int = 65536  # a peer's buffered rows up to this many travel in its pin answer
 
 

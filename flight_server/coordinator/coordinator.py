@@ -142,8 +142,11 @@ class Coordinator:
         tables = sorted({f.table for f in p.fragments})
         inline = {t: p.rows[t] for t in tables if t in p.rows} if session.local_read else None
         futures = {n.node_id: self._pool.submit(self._pin, session.query_id, n, tables, inline)
-                   for n in nodes if n.node_id not in session.missing}
+                   for n in nodes if n.node_id not in session.missing and n.node_id != self.node_id}
         try:
+            own: Future = Future()  # this node's pin runs here while the peers answer
+            futures[self.node_id] = own
+            own.set_result(self.peer.pin(session.query_id, tables, self.settings.pin_ttl))
             self._wait(session, list(futures.values()))
         except BaseException:
             for fut in futures.values():
