@@ -59,7 +59,9 @@ class Session:
     files_total: int = 0
     cancelled: Any = None  # the client's call: is_cancelled() (coordinator/cluster.py)
     local_read: bool = False  # the coordinator reads every file; peers ship buffered rows with their pin
+    size: int = 0  # bytes of committed Parquet in the tables read (at plan time)
     shipped: dict = field(default_factory=dict)  # (node, table) -> decoded rows shipped with a pin
+    manifests: dict = field(default_factory=dict)  # table -> Manifest: before the pins, then the snapshot's
     key_parts: Any = None  # the result cache's committed versions, read before the pins (query/runner.py)
 
     def signature(self) -> list:
@@ -122,17 +124,19 @@ class Coordinator:
             return None
         schemas: dict[str, pa.Schema] = {}
         size = 0
-        for name in st.tables:
-            m = self.catalog.manifest(name)
+        manifests = {}
+        for m in self.catalog.manifests(list(st.tables)):
             if m is None:
                 return None  # the local path reports NotFound
             schemas[m.info.name] = m.info.schema
+            manifests[m.info.name] = m
             size += sum(f.size for f in m.files)
         p = plan(st.sql, schemas)
         if p.shape == "local" or not p.fragments:
             return None
         session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {}, cancelled=cancel_check(),
-                          local_read=size < self.settings.distribute_min_bytes and bool(p.rows))
+                          local_read=size < self.settings.distribute_min_bytes and bool(p.rows), size=size,
+                          manifests=manifests)
         now = time.monotonic()
         with self._guard:
             skipped = {nid for nid, until in self._suspect.items() if until > now}
@@ -146,7 +150,8 @@ class Coordinator:
         try:
             own: Future = Future()  # this node's pin runs here while the peers answer
             futures[self.node_id] = own
-            own.set_result(self.peer.pin(session.query_id, tables, self.settings.pin_ttl))
+            own.set_result(self.peer.pin(session.query_id, tables, self.settings.pin_ttl,
+                                         known=[manifests.get(t) for t in tables]))
             self._wait(session, list(futures.values()))
         except BaseException:
             for fut in futures.values():
@@ -232,10 +237,11 @@ class Coordinator:
         """Each table's committed files the answer reads (after the pins: see the module doc)."""
         out: dict[str, list[str]] = {}
         s.files_total = 0
-        for table in sorted({f.table for f in s.plan.fragments}):
-            m = self.catalog.manifest(table)
+        tables = sorted({f.table for f in s.plan.fragments})
+        for table, m in zip(tables, self.catalog.manifests(tables), strict=True):
             if m is None:
                 raise NotFound(f"table {table!r} not found", detail={"table": table})
+            s.manifests[table] = m
             keys = []
             for f in m.files:
                 pin = s.pins.get(f.node_id)
@@ -378,10 +384,14 @@ class Coordinator:
         ok = sorted(s.pins)
         rows: list[tuple[str, str]] = [("shape", s.plan.shape), ("coordinator", self.node_id),
                                        ("nodes", ", ".join(ok))]
+        if s.local_read:
+            rows.append(("files", f"local-read: {s.size} bytes < coordinator.distribute_min_bytes, the coordinator "
+                                  "reads every file; peers ship their buffered rows with their pin"))
         for f in s.plan.fragments:
             rows.append((f"fragment {f.alias}", f"table {f.table}: {f.sql}"))
         for table, keys in snap.items():
-            for nid, placed in self._placed(keys, ok).items():
+            placement = {n: (keys if n == self.node_id else []) for n in ok} if s.local_read else self._placed(keys, ok)
+            for nid, placed in placement.items():
                 pin = s.pins[nid]["tables"].get(table, {})
                 rows.append((f"node {nid} / {table}", f"{len(placed)} file(s), {pin.get('rows', 0)} buffered row(s), "
                                                       f"watermark {pin.get('watermark', 0)}, file limit {pin.get('w', 0)}"))

@@ -57,17 +57,16 @@ def direct(c: Any, s: Any, snap: dict[str, list[str]]) -> QueryResult:
         table = names.get(name.lower())
         if table is None:
             return None
-        rt = c.peer.resolver(table, sets, files=snap[table], include_buffer=False)
-        # the manifest the resolver read (or a newer one): a snapshot file compacted away since is
-        # not silently left out
-        m = c.catalog.cached(table)
-        present = {f.key for f in m.files} if m is not None else set()
+        rt = c.peer.resolver(table, sets, files=snap[table], include_buffer=False, manifest=s.manifests[table])
+        # the newest manifest this node read: a snapshot file compacted away since is not read
+        m = c.catalog.cached(table) or s.manifests[table]
+        present = {f.key for f in m.files}
         gone = [k for k in snap[table] if k not in present]
-        if rt is None or m is None or gone:
+        if rt is None or gone:
             if rt is not None:
                 rt.release()
             raise Unavailable(f"{len(gone)} file(s) of {table!r} left the manifest during the query")
-        parts = [conform(p, m.info.schema) for p in buffers[table]]
+        parts = [conform(p, s.manifests[table].info.schema) for p in buffers[table]]
         if parts:
             rt.buffer = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         return rt

@@ -77,18 +77,21 @@ class PeerService:
 
     # -- pins --------------------------------------------------------------------------
     def pin(self, query_id: str, tables: Sequence[str], ttl: float, inline: dict | None = None,
-            inline_rows: int = 0) -> dict:
+            inline_rows: int = 0, known: list | None = None) -> dict:
         """Pin the buffered rows of ``tables``. With ``inline`` (table -> {columns, where}: the
         local-read shape), a table's pinned rows up to ``inline_rows`` travel in the answer
         (filtered, the unread columns null; ``inline`` of the table: Arrow IPC, base64); the pin is
-        kept only when some rows did not (``kept``), as a fragment call will read them."""
+        kept only when some rows did not (``kept``), as a fragment call will read them. ``known``:
+        the tables' manifests the caller (this node's coordinator) read just before."""
         self._expire()
         out: dict[str, dict] = {}
         rows: dict[str, pa.Table | None] = {}
-        for name in tables:
-            info = self.catalog.find(name)
-            if info is None:
+        if known is None or None in known:
+            known = self.catalog.manifests(list(tables))
+        for m in known:
+            if m is None:
                 continue
+            info = m.info
             with self.buffers.commit_lock(info.name):
                 watermark = self.metadata.get_watermark(self.node_id, info.table_id)
                 hidden = sorted(getattr(self.catalog, "_hidden", {}).get(info.name, ()))

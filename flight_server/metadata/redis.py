@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -340,6 +340,16 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
             return int(raw) if raw is not None else 0
         except ValueError as exc:
             raise Internal(f"corrupt metadata: the data version of table {table!r} is not a number") from exc
+
+    def data_versions(self, tables: Sequence[str]) -> list[int]:
+        if not tables:
+            return []
+        with self._guard("read the data versions of tables"):
+            raws = self._r.hmget(self.k_versions, list(tables))
+        try:
+            return [int(raw) if raw is not None else 0 for raw in raws]
+        except ValueError as exc:
+            raise Internal("corrupt metadata: a table's data version is not a number") from exc
 
     def was_dropped(self, table_id: str) -> bool:
         with self._guard("read a table tombstone"):
