@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from clients.errors import Cancelled, NotFound, Unavailable
@@ -131,9 +132,9 @@ class PeerService:
         if where and not any(pa.types.is_duration(f.type) for f in data.schema):
             cur = self.engine.cursor()
             try:
-                cur.register("__miniodb_inline", data)
-                keep = cur.execute(f"SELECT coalesce(({where}), false) AS k FROM __miniodb_inline").arrow()
-                data = data.filter(keep.column(0))
+                cur.register("__miniodb_inline", data.append_column("__miniodb_i", pa.array(np.arange(data.num_rows))))
+                keep = cur.sql(f"SELECT __miniodb_i FROM __miniodb_inline WHERE {where}").to_arrow_table()
+                data = data.take(np.sort(keep.column(0).to_numpy()))
             except Exception:  # noqa: BLE001 - the merge applies the condition anyway
                 log.debug("inline filter %r not applied", where, exc_info=True)
             finally:
