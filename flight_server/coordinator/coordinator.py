@@ -12,6 +12,10 @@
    (``x-miniodb-missing-nodes``, ``system.queries``); MERGE: the gathered partials are bound
    under the fragments' aliases and the merge SQL runs in this node's engine.
 3. Pins are released when the partials are in (a TTL covers a coordinator that died).
+
+Below ``coordinator.distribute_min_bytes`` of Parquet in the tables read, the local-read shape
+(:mod:`.local_read`) replaces PLACE and the fan-out: the peers' buffered rows come with their
+pins, and the coordinator runs the statement itself over every file.
 """
 
 from __future__ import annotations
