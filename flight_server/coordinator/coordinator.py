@@ -210,7 +210,7 @@ class Coordinator:
         if pin is None:
             s.missing_rows = None
         elif s.missing_rows is not None:
-            s.missing_rows += sum(d["rows"] for d in pin["tables"].values())
+            s.missing_rows += sum(d["rows"] for d in pin["tables"].values() if "inline" not in d)  # shipped: in
         uri = s.nodes[nid].flight_uri if nid in s.nodes else ""
         if uri and what == "fragment":  # a slow peer stops its fragments (and frees its pin)
             self._pool.submit(self._quiet_action, uri, ACTION_CANCEL, s.query_id, CANCEL_TIMEOUT)

@@ -334,22 +334,16 @@ class RedisMetadataStore(RedisBatchClaims, MetadataStore):
         return entries
 
     def data_version(self, table: str) -> int:
-        with self._guard(f"read the data version of table {table!r}"):
-            raw = self._r.hget(self.k_versions, table)
-        try:
-            return int(raw) if raw is not None else 0
-        except ValueError as exc:
-            raise Internal(f"corrupt metadata: the data version of table {table!r} is not a number") from exc
+        return self.data_versions([table])[0]
 
     def data_versions(self, tables: Sequence[str]) -> list[int]:
-        if not tables:
-            return []
-        with self._guard("read the data versions of tables"):
-            raws = self._r.hmget(self.k_versions, list(tables))
+        with self._guard(f"read the data version of table {tables[0]!r}" if len(tables) == 1 else
+                         "read the data versions of tables"):
+            raws = self._r.hmget(self.k_versions, list(tables)) if tables else []
         try:
             return [int(raw) if raw is not None else 0 for raw in raws]
         except ValueError as exc:
-            raise Internal("corrupt metadata: a table's data version is not a number") from exc
+            raise Internal("corrupt metadata: the data version of a table is not a number") from exc
 
     def was_dropped(self, table_id: str) -> bool:
         with self._guard("read a table tombstone"):
