@@ -115,8 +115,9 @@ class Coordinator:
             nodes.append(NodeInfo(self.node_id, "local"))
         return nodes
 
-    def begin(self, st: Statement, params: Any = None) -> Session | None:
-        """Plan and pin a distributable SELECT; None: run it locally as on one node."""
+    def begin(self, st: Statement, params: Any = None, local_read: bool = True) -> Session | None:
+        """Plan and pin a distributable SELECT; None: run it locally as on one node. ``local_read``
+        False: every node keeps its pinned rows and gets its share of the files (endpoints.py)."""
         if st.kind != "SELECT" or st.analysis is None or st.analysis.qualified or not st.tables:
             return None
         if params:
@@ -139,7 +140,8 @@ class Coordinator:
         if p.shape == "local" or not p.fragments:
             return None
         session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {}, cancelled=cancel_check(),
-                          local_read=size < self.settings.distribute_min_bytes and bool(p.rows), size=size,
+                          local_read=local_read and size < self.settings.distribute_min_bytes and bool(p.rows),
+                          size=size,
                           manifests=manifests)
         now = time.monotonic()
         with self._guard:
