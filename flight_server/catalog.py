@@ -21,7 +21,7 @@ import fnmatch
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -120,6 +120,28 @@ class Catalog:
         return files
 
     # -- manifests ---------------------------------------------------------------------
+    def manifests(self, names: Sequence[str]) -> list[Manifest | None]:
+        """:meth:`manifest` of each table, their data versions read in one metadata round trip."""
+        try:
+            versions = self.metadata.data_versions(names)
+        except Unavailable:
+            return [self.manifest(n) for n in names]  # the outage rule of manifest()
+        out = []
+        for name, version in zip(names, versions, strict=True):
+            with self._lock:
+                cached = self._cache.get(name)
+            if version and cached is not None and cached.version == version:
+                out.append(self._visible(cached))
+            else:
+                out.append(self.manifest(name))
+        return out
+
+    def cached(self, name: str) -> Manifest | None:
+        """The manifest this node last read of ``name`` (no metadata call; None: never read)."""
+        with self._lock:
+            m = self._cache.get(name)
+        return self._visible(m) if m is not None else None
+
     def manifest(self, name: str) -> Manifest | None:
         """Definition + committed files of a table, refreshed only when its version moved."""
         with self._lock:

@@ -135,6 +135,10 @@ class CoordinatorSettings:
     pin_ttl: float = 300.0  # seconds a peer keeps a query's pinned buffer rows if never released
     cluster_secret: str = ""  # signs internal calls; empty: derived from the first API key / the deployment
     multi_endpoint: bool = False  # plain scans answer one FlightInfo endpoint per node (coordinator/endpoints.py)
+    # below this many bytes of committed Parquet in the tables a query reads, the coordinator reads
+    # every file itself and peers only contribute their buffered rows (coordinator/coordinator.py)
+    distribute_min_bytes: int = 64 * 1024 * 1024
+    inline_max_rows: int = 65536  # a peer's buffered rows up to this many travel in its pin answer
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@
    (``x-miniodb-missing-nodes``, ``system.queries``); MERGE: the gathered partials are bound
    under the fragments' aliases and the merge SQL runs in this node's engine.
 3. Pins are released when the partials are in (a TTL covers a coordinator that died).
+
+Below ``coordinator.distribute_min_bytes`` of Parquet in the tables read, the local-read shape
+(:mod:`.local_read`) replaces PLACE and the fan-out: the peers' buffered rows come with their
+pins, and the coordinator runs the statement itself over every file.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ..metadata.base import NodeInfo, TableInfo
 from ..query.engine import QueryResult, ResolvedTable
 from ..query.statement import Statement, statement
 from .cluster import ACTION_CANCEL, ACTION_PIN, ACTION_RELEASE, Signer, cancel_check, place
+from .local_read import direct, shipped
 from .params import bind_literals
 from .plan import DistributedPlan, Fragment, plan
 
@@ -57,6 +62,10 @@ class Session:
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # node -> table -> keys
     files_total: int = 0
     cancelled: Any = None  # the client's call: is_cancelled() (coordinator/cluster.py)
+    local_read: bool = False  # the coordinator reads every file; peers ship buffered rows with their pin
+    size: int = 0  # bytes of committed Parquet in the tables read (at plan time)
+    shipped: dict = field(default_factory=dict)  # (node, table) -> decoded rows shipped with a pin
+    manifests: dict = field(default_factory=dict)  # table -> Manifest: before the pins, then the snapshot's
     key_parts: Any = None  # the result cache's committed versions, read before the pins (query/runner.py)
 
     def signature(self) -> list:
@@ -106,8 +115,9 @@ class Coordinator:
             nodes.append(NodeInfo(self.node_id, "local"))
         return nodes
 
-    def begin(self, st: Statement, params: Any = None) -> Session | None:
-        """Plan and pin a distributable SELECT; None: run it locally as on one node."""
+    def begin(self, st: Statement, params: Any = None, local_read: bool = True) -> Session | None:
+        """Plan and pin a distributable SELECT; None: run it locally as on one node. ``local_read``
+        False: every node keeps its pinned rows and gets its share of the files (endpoints.py)."""
         if (st.kind != "SELECT" or st.analysis is None or st.analysis.qualified or not st.tables
                 or st.analysis.at_refs):  # time travel reads committed files only: no buffers to gather
             return None
@@ -119,15 +129,21 @@ class Coordinator:
         if nodes is None:
             return None
         schemas: dict[str, pa.Schema] = {}
-        for name in st.tables:
-            info = self.catalog.find(name)
-            if info is None:
+        size = 0
+        manifests = {}
+        for m in self.catalog.manifests(list(st.tables)):
+            if m is None:
                 return None  # the local path reports NotFound
-            schemas[info.name] = info.schema
+            schemas[m.info.name] = m.info.schema
+            manifests[m.info.name] = m
+            size += sum(f.size for f in m.files)
         p = plan(st.sql, schemas)
         if p.shape == "local" or not p.fragments:
             return None
-        session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {}, cancelled=cancel_check())
+        session = Session(uuid.uuid4().hex, st, p, {n.node_id: n for n in nodes}, {}, cancelled=cancel_check(),
+                          local_read=local_read and size < self.settings.distribute_min_bytes and bool(p.rows),
+                          size=size,
+                          manifests=manifests)
         now = time.monotonic()
         with self._guard:
             skipped = {nid for nid, until in self._suspect.items() if until > now}
@@ -135,9 +151,14 @@ class Coordinator:
             session.missing.add(nid)
             session.missing_rows = None
         tables = sorted({f.table for f in p.fragments})
-        futures = {n.node_id: self._pool.submit(self._pin, session.query_id, n, tables)
-                   for n in nodes if n.node_id not in session.missing}
+        inline = {t: p.rows[t] for t in tables if t in p.rows} if session.local_read else None
+        futures = {n.node_id: self._pool.submit(self._pin, session.query_id, n, tables, inline)
+                   for n in nodes if n.node_id not in session.missing and n.node_id != self.node_id}
         try:
+            own: Future = Future()  # this node's pin runs here while the peers answer
+            futures[self.node_id] = own
+            own.set_result(self.peer.pin(session.query_id, tables, self.settings.pin_ttl,
+                                         known=[manifests.get(t) for t in tables]))
             self._wait(session, list(futures.values()))
         except BaseException:
             for fut in futures.values():
@@ -167,14 +188,17 @@ class Coordinator:
         bound = statement(sql)
         return bound if bound.kind == "SELECT" and bound.analysis is not None else None
 
-    def _pin(self, qid: str, node: NodeInfo, tables: list[str]) -> dict:
+    def _pin(self, qid: str, node: NodeInfo, tables: list[str], inline: dict | None) -> dict:
         ttl = self.settings.pin_ttl
         if node.node_id == self.node_id:
             return self.peer.pin(qid, tables, ttl)
+        body: dict[str, Any] = {"q": qid, "tables": tables, "ttl": ttl}
+        if inline is not None:
+            body.update(inline=inline, inline_rows=self.settings.inline_max_rows)
         started = time.perf_counter()
         try:
-            return self.clients.action(node.flight_uri, ACTION_PIN, self.signer.sign(
-                {"q": qid, "tables": tables, "ttl": ttl}, self.settings.peer_timeout), self.settings.peer_timeout)
+            return self.clients.action(node.flight_uri, ACTION_PIN, self.signer.sign(body, self.settings.peer_timeout),
+                                       self.settings.peer_timeout)
         finally:
             self.metrics.peer_request.observe(time.perf_counter() - started)
 
@@ -189,7 +213,7 @@ class Coordinator:
         if pin is None:
             s.missing_rows = None
         elif s.missing_rows is not None:
-            s.missing_rows += sum(d["rows"] for d in pin["tables"].values())
+            s.missing_rows += sum(d["rows"] for d in pin["tables"].values() if "inline" not in d)  # shipped: in
         uri = s.nodes[nid].flight_uri if nid in s.nodes else ""
         if uri and what == "fragment":  # a slow peer stops its fragments (and frees its pin)
             self._pool.submit(self._quiet_action, uri, ACTION_CANCEL, s.query_id, CANCEL_TIMEOUT)
@@ -201,7 +225,7 @@ class Coordinator:
         for nid in list(s.nodes):
             if nid == self.node_id:
                 self.peer.release(s.query_id)
-            elif nid not in s.missing:
+            elif nid not in s.missing and s.pins.get(nid, {}).get("kept", True):
                 self._pool.submit(self._quiet_action, s.nodes[nid].flight_uri, ACTION_RELEASE, s.query_id)
 
     def cancel(self, s: Session) -> None:
@@ -219,10 +243,12 @@ class Coordinator:
     def snapshot(self, s: Session) -> dict[str, list[str]]:
         """Each table's committed files the answer reads (after the pins: see the module doc)."""
         out: dict[str, list[str]] = {}
-        for table in sorted({f.table for f in s.plan.fragments}):
-            m = self.catalog.manifest(table)
+        s.files_total = 0
+        tables = sorted({f.table for f in s.plan.fragments})
+        for table, m in zip(tables, self.catalog.manifests(tables), strict=True):
             if m is None:
                 raise NotFound(f"table {table!r} not found", detail={"table": table})
+            s.manifests[table] = m
             keys = []
             for f in m.files:
                 pin = s.pins.get(f.node_id)
@@ -242,20 +268,26 @@ class Coordinator:
         return out
 
     # -- fan-out ---------------------------------------------------------------------------
-    def gather(self, s: Session) -> dict[str, pa.Table]:
-        snap = self.snapshot(s)
+    def gather(self, s: Session, snap: dict[str, list[str]]) -> dict[str, pa.Table]:
         ok = sorted(s.pins)
-        placement = {t: self._placed(keys, ok) for t, keys in snap.items()}
-        tasks: list[tuple[str, Fragment, list[str], bool]] = []
+        if s.local_read:  # every file here; a peer runs a fragment only for rows it did not ship
+            placement = {t: {self.node_id: keys} for t, keys in snap.items()}
+        else:
+            placement = {t: self._placed(keys, ok) for t, keys in snap.items()}
+        tasks: list[tuple] = []
         for frag in s.plan.fragments:
             for nid in ok:
                 files = placement[frag.table].get(nid, [])
-                rows = s.pins[nid]["tables"].get(frag.table, {}).get("rows", 0)
+                pinned = s.pins[nid]["tables"].get(frag.table, {})
+                rows = pinned.get("rows", 0)
+                if "inline" in pinned:  # shipped with the pin: its fragment runs here over them
+                    tasks.append((self.node_id, frag, [], False, shipped(s, nid, frag.table)))
+                    rows = 0
                 if nid == self.node_id or files or rows:
-                    tasks.append((nid, frag, files, bool(rows)))
+                    tasks.append((nid, frag, files, bool(rows), None))
                 s.files.setdefault(nid, {})[frag.table] = files
         parts: dict[str, list[pa.Table]] = {f.alias: [] for f in s.plan.fragments}
-        pending: dict[Future, tuple[str, Fragment, list[str], bool]] = {}
+        pending: dict[Future, tuple] = {}
 
         def submit(task):
             pending[self._pool.submit(self._run, s, *task)] = task
@@ -266,7 +298,7 @@ class Coordinator:
             while pending:
                 done = self._wait(s, list(pending), FIRST_COMPLETED)
                 for fut in done:
-                    nid, frag, files, _pinned = pending.pop(fut)
+                    nid, frag, files, _pinned, _rows = pending.pop(fut)
                     try:
                         parts[frag.alias].append(fut.result())
                         continue
@@ -281,7 +313,7 @@ class Coordinator:
                         for n2, keys in self._placed(files, survivors).items():
                             if keys:
                                 s.files.setdefault(n2, {}).setdefault(frag.table, []).extend(keys)
-                                submit((n2, frag, keys, False))
+                                submit((n2, frag, keys, False, None))
         except BaseException:
             for fut in pending:
                 fut.cancel()
@@ -299,11 +331,12 @@ class Coordinator:
             if s.cancelled is not None and s.cancelled():
                 raise Cancelled("query cancelled by the client")
 
-    def _run(self, s: Session, nid: str, frag: Fragment, files: list[str], pinned: bool) -> pa.Table:
+    def _run(self, s: Session, nid: str, frag: Fragment, files: list[str], pinned: bool,
+             rows: pa.Table | None) -> pa.Table:
         body = {"q": s.query_id, "t": frag.table, "sql": frag.sql, "files": files, "pin": pinned}
         self.metrics.query_fragments.labels(role="coordinator").inc()
         if nid == self.node_id:
-            return self.peer.fragment(body)
+            return self.peer.fragment(body, rows)
         started = time.perf_counter()
         try:
             timeout = self.settings.peer_timeout
@@ -314,7 +347,11 @@ class Coordinator:
     # -- merge -----------------------------------------------------------------------------
     def execute(self, s: Session) -> QueryResult:
         try:
-            gathered = self.gather(s)
+            snap = self.snapshot(s)
+            if s.local_read and all("inline" in d or not d["rows"] for nid, p in s.pins.items()
+                                    if nid != self.node_id for d in p["tables"].values()):
+                return self._stats(s, direct(self, s, snap))
+            gathered = self.gather(s, snap)
         finally:
             self.release(s)
         merge = statement(s.plan.merge_sql)
@@ -327,8 +364,13 @@ class Coordinator:
 
         result = self.engine.execute(merge, None, resolve)
         scanned = sum(len(keys) for per in s.files.values() for keys in per.values())
+        result.stats.update({"files_total": s.files_total, "files_scanned": scanned,
+                             "files_pruned": s.files_total - scanned})
+        return self._stats(s, result)
+
+    @staticmethod
+    def _stats(s: Session, result: QueryResult) -> QueryResult:
         result.stats.update({
-            "files_total": s.files_total, "files_scanned": scanned, "files_pruned": s.files_total - scanned,
             "buffer_rows": sum(d["rows"] for p in s.pins.values() for d in p["tables"].values()),
             # the nodes whose data is in the answer: pinned (their buffers) and never dropped
             "nodes": sorted(set(s.pins) - s.missing), "missing_nodes": sorted(s.missing),
@@ -349,10 +391,14 @@ class Coordinator:
         ok = sorted(s.pins)
         rows: list[tuple[str, str]] = [("shape", s.plan.shape), ("coordinator", self.node_id),
                                        ("nodes", ", ".join(ok))]
+        if s.local_read:
+            rows.append(("files", f"local-read: {s.size} bytes < coordinator.distribute_min_bytes, the coordinator "
+                                  "reads every file; peers ship their buffered rows with their pin"))
         for f in s.plan.fragments:
             rows.append((f"fragment {f.alias}", f"table {f.table}: {f.sql}"))
         for table, keys in snap.items():
-            for nid, placed in self._placed(keys, ok).items():
+            placement = {n: (keys if n == self.node_id else []) for n in ok} if s.local_read else self._placed(keys, ok)
+            for nid, placed in placement.items():
                 pin = s.pins[nid]["tables"].get(table, {})
                 rows.append((f"node {nid} / {table}", f"{len(placed)} file(s), {pin.get('rows', 0)} buffered row(s), "
                                                       f"watermark {pin.get('watermark', 0)}, file limit {pin.get('w', 0)}"))

@@ -82,7 +82,7 @@ def endpoints(coord: Any, st: Statement, schema: pa.Schema) -> list[tuple[str, b
     """[(location or "", signed ticket)] for a plain scan, or None: use the single endpoint."""
     if st.param_count or not plain_scan(st.sql):
         return None
-    session = coord.begin(st)
+    session = coord.begin(st, local_read=False)  # each endpoint reads its node's pinned rows
     if session is None:
         return None
     if session.missing or len(session.plan.fragments) != 1:

@@ -19,6 +19,8 @@ ticket says so, this node's pinned rows; the answer is one Arrow table.
 
 from __future__ import annotations
 
+import base64
+import logging
 import threading
 import time
 import uuid
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from clients.errors import Cancelled, NotFound, Unavailable
@@ -36,6 +39,19 @@ from ..metadata.base import MetadataStore
 from ..query.engine import QueryEngine
 from ..query.runner import buffer_generation
 from ..schema import conform
+
+log = logging.getLogger("miniodb.coordinator")
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: str) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(base64.b64decode(data))).read_all()
 
 
 @dataclass
@@ -61,14 +77,22 @@ class PeerService:
         self._lock = threading.Lock()
 
     # -- pins --------------------------------------------------------------------------
-    def pin(self, query_id: str, tables: Sequence[str], ttl: float) -> dict:
+    def pin(self, query_id: str, tables: Sequence[str], ttl: float, inline: dict | None = None,
+            inline_rows: int = 0, known: list | None = None) -> dict:
+        """Pin the buffered rows of ``tables``. With ``inline`` (table -> {columns, where}: the
+        local-read shape), a table's pinned rows up to ``inline_rows`` travel in the answer
+        (filtered, the unread columns null; ``inline`` of the table: Arrow IPC, base64); the pin is
+        kept only when some rows did not (``kept``), as a fragment call will read them. ``known``:
+        the tables' manifests the caller (this node's coordinator) read just before."""
         self._expire()
         out: dict[str, dict] = {}
         rows: dict[str, pa.Table | None] = {}
-        for name in tables:
-            info = self.catalog.find(name)
-            if info is None:
+        if known is None or None in known:
+            known = self.catalog.manifests(list(tables))
+        for m in known:
+            if m is None:
                 continue
+            info = m.info
             with self.buffers.commit_lock(info.name):
                 watermark = self.metadata.get_watermark(self.node_id, info.table_id)
                 hidden = sorted(getattr(self.catalog, "_hidden", {}).get(info.name, ()))
@@ -86,9 +110,38 @@ class PeerService:
             rows[info.name.lower()] = data
             out[info.name] = {"w": limit, "watermark": watermark, "rows": data.num_rows if data is not None else 0,
                               "hidden": hidden, "gen": gen, "v": version, "table_id": info.table_id}
-        with self._lock:
-            self._pins[query_id] = _Pin(rows, self._clock() + ttl)
-        return {"node": self.node_id, "inc": self.incarnation, "tables": out}
+        keep = inline is None
+        for name, entry in out.items():
+            data = rows[name.lower()]
+            if data is None or not data.num_rows or keep:
+                continue
+            spec = inline.get(name)
+            if spec is None or data.num_rows > inline_rows:
+                keep = True
+                continue
+            entry["inline"] = base64.b64encode(to_ipc(self._shipped(data, spec))).decode()
+        if keep:
+            with self._lock:
+                self._pins[query_id] = _Pin(rows, self._clock() + ttl)
+        return {"node": self.node_id, "inc": self.incarnation, "tables": out, "kept": keep}
+
+    def _shipped(self, data: pa.Table, spec: dict) -> pa.Table:
+        """``data`` filtered by the statement's condition on the table (when DuckDB can evaluate it
+        here; else unfiltered, which is as exact), the columns it never reads replaced by nulls."""
+        where = spec.get("where")
+        if where and not any(pa.types.is_duration(f.type) for f in data.schema):
+            cur = self.engine.cursor()
+            try:
+                cur.register("__miniodb_inline", data.append_column("__miniodb_i", pa.array(np.arange(data.num_rows))))
+                keep = cur.sql(f"SELECT __miniodb_i FROM __miniodb_inline WHERE {where}").to_arrow_table()
+                data = data.take(np.sort(keep.column(0).to_numpy()))
+            except Exception:  # noqa: BLE001 - the merge applies the condition anyway
+                log.debug("inline filter %r not applied", where, exc_info=True)
+            finally:
+                cur.close()
+        wanted = {c.lower() for c in spec.get("columns") or ()}
+        return pa.Table.from_arrays([col if f.name.lower() in wanted else pa.nulls(data.num_rows, f.type)
+                                     for f, col in zip(data.schema, data.columns, strict=True)], schema=data.schema)
 
     def release(self, query_id: str) -> dict:
         with self._lock:
@@ -119,10 +172,11 @@ class PeerService:
             hook()
         return {"cancelled": len(hooks)}
 
-    def fragment(self, body: dict) -> pa.Table:
-        """Run one fragment: ``body`` = {q, t (table), sql, files, pin (use my pinned rows)}."""
+    def fragment(self, body: dict, rows: pa.Table | None = None) -> pa.Table:
+        """Run one fragment: ``body`` = {q, t (table), sql, files, pin (use my pinned rows)}; ``rows``
+        (the coordinator only): a peer's rows shipped with its pin instead."""
         qid, table, files = str(body["q"]), str(body["t"]), [str(k) for k in body.get("files") or ()]
-        buffer = self.pinned(qid, table) if body.get("pin") else None
+        buffer = rows if rows is not None else self.pinned(qid, table) if body.get("pin") else None
         if files:
             m = self.catalog.manifest(table)
             present = {f.key for f in m.files} if m is not None else set()

@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from flight_server.coordinator.plan_agg import plan_aggregate
 from flight_server.coordinator.plan_common import DIALECT, Unsupported, has_aggregate
-from flight_server.coordinator.plan_rows import TableRefs, find_tables, plan_rows, plan_topn
+from flight_server.coordinator.plan_rows import TableRefs, find_tables, plan_rows, plan_topn, row_filters
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ class DistributedPlan:
     fragments: tuple[Fragment, ...]
     merge_sql: str
     explain: dict = field(default_factory=dict, compare=False)
+    # table (catalog spelling) -> {"columns": [...], "where": SQL or None}: the rows of the table the
+    # statement may read (plan_rows.row_filters); a peer's buffered rows shipped in its pin answer
+    # are filtered and projected by it (the local-read shape: coordinator.py)
+    rows: dict = field(default_factory=dict, compare=False)
 
 
 def plan(sql: str, tables: Mapping[str, pa.Schema]) -> DistributedPlan:
@@ -99,11 +103,15 @@ def _plan(sql: str, tables: Mapping[str, pa.Schema]) -> DistributedPlan:
         return local_plan(sql, str(exc))
     if not refs.occurrences:
         return local_plan(sql, "no base tables")
+    filters = {refs.names[name]: {"columns": columns, "where": where.sql(DIALECT) if where is not None else None}
+               for name, (columns, where) in row_filters(tree, refs, schemas).items()}
     checker = _Checker({name: schemas[name] for name in refs.names})
     try:
-        return _choose(sql, tree, refs, schemas, checker)
+        result = _choose(sql, tree, refs, schemas, checker)
     finally:
         checker.close()
+    result.rows.update(filters if result.fragments else {})
+    return result
 
 
 def _choose(sql, tree, refs, schemas, checker) -> DistributedPlan:

@@ -116,19 +116,29 @@ def _star_tables(star: exp.Expression, refs: TableRefs) -> set[str]:
     return {occ.name for occ in refs.occurrences if occ.scope.expression is select}
 
 
-def plan_rows(tree: exp.Expression, refs: TableRefs, schemas) -> tuple[list, str]:
-    """One fragment per base table: its used columns, filtered by the conjuncts every use applies."""
+def row_filters(tree: exp.Expression, refs: TableRefs, schemas) -> dict[str, tuple[list[str], exp.Expression | None]]:
+    """Per base table (lower-case name): the columns the statement may read and the condition every
+    use of the table applies (None: no such condition). The statement over any set of rows between
+    the filtered, projected rows and all rows of each table returns the same answer."""
     needed = needed_columns(tree, refs, schemas)
-    fragments, aliases = [], {}
-    for i, name in enumerate(needed):
-        alias = f"__frag_{i}"
-        occs = [occ for occ in refs.occurrences if occ.name == name]
-        filters = [_occurrence_filter(occ, refs, schemas) for occ in occs]
+    out = {}
+    for name, columns in needed.items():
+        filters = [_occurrence_filter(occ, refs, schemas) for occ in refs.occurrences if occ.name == name]
         where = None
         if all(f is not None for f in filters):
             unique = [f for i, f in enumerate(filters) if f not in filters[:i]]
             where = unique[0] if len(unique) == 1 else exp.or_(*[exp.paren(f) for f in unique])
-        query = _projection(needed[name], exp.Table(this=exp.to_identifier(refs.names[name], quoted=True)))
+        out[name] = (columns, where)
+    return out
+
+
+def plan_rows(tree: exp.Expression, refs: TableRefs, schemas) -> tuple[list, str]:
+    """One fragment per base table: its used columns, filtered by the conjuncts every use applies."""
+    fragments, aliases = [], {}
+    for i, (name, (columns, where)) in enumerate(row_filters(tree, refs, schemas).items()):
+        alias = f"__frag_{i}"
+        occs = [occ for occ in refs.occurrences if occ.name == name]
+        query = _projection(columns, exp.Table(this=exp.to_identifier(refs.names[name], quoted=True)))
         if where is not None:
             query = query.where(where, copy=False)
         fragments.append((refs.names[name], query.sql(DIALECT)))

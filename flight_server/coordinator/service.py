@@ -78,7 +78,9 @@ class ClusterService:
             raise Unauthenticated("invalid cluster credential")
         if kind == ACTION_PIN:
             tables = [str(t) for t in body.get("tables") or ()]
-            return self.peer.pin(qid, tables, float(body.get("ttl") or 300.0))
+            inline = body.get("inline")
+            return self.peer.pin(qid, tables, float(body.get("ttl") or 300.0),
+                                 inline if isinstance(inline, dict) else None, int(body.get("inline_rows") or 0))
         if kind == ACTION_RELEASE:
             return self.peer.release(qid)
         if kind == ACTION_CANCEL:

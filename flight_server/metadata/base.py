@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import abc
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -265,6 +265,10 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def data_version(self, table: str) -> int:
         """Monotonic counter bumped by every commit and schema change; 0 for unknown."""
+
+    def data_versions(self, tables: Sequence[str]) -> list[int]:
+        """:meth:`data_version` of each table (a store may read them in one round trip)."""
+        return [self.data_version(t) for t in tables]
 
     @abc.abstractmethod
     def get_watermark(self, node_id: str, table_id: str) -> int:

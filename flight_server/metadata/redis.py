@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -355,12 +355,16 @@ class RedisMetadataStore(RedisBatchClaims, RedisLeases, RedisBackup, RedisVersio
         return entries
 
     def data_version(self, table: str) -> int:
-        with self._guard(f"read the data version of table {table!r}"):
-            raw = self._r.hget(self.k_versions, table)
+        return self.data_versions([table])[0]
+
+    def data_versions(self, tables: Sequence[str]) -> list[int]:
+        with self._guard(f"read the data version of table {tables[0]!r}" if len(tables) == 1 else
+                         "read the data versions of tables"):
+            raws = self._r.hmget(self.k_versions, list(tables)) if tables else []
         try:
-            return int(raw) if raw is not None else 0
+            return [int(raw) if raw is not None else 0 for raw in raws]
         except ValueError as exc:
-            raise Internal(f"corrupt metadata: the data version of table {table!r} is not a number") from exc
+            raise Internal("corrupt metadata: the data version of a table is not a number") from exc
 
     def was_dropped(self, table_id: str) -> bool:
         with self._guard("read a table tombstone"):

@@ -18,7 +18,7 @@ from clients.errors import InvalidRequest, NotFound
 
 from ..buffer import BufferManager
 from ..cache import FileCache
-from ..catalog import Catalog
+from ..catalog import Catalog, Manifest
 from ..metadata.base import FileEntry, TableInfo
 from ..schema import conform
 from ..snapshots import TableHistory, gone_error, parse_timestamp
@@ -43,9 +43,10 @@ class TableResolver:
         constraint_sets: list[Sequence[Constraint]] | None,
         files: Sequence[str] | None = None,
         include_buffer: bool = True,
+        manifest: Manifest | None = None,  # read by the caller (a coordinator's snapshot)
     ) -> ResolvedTable | None:
         with self.buffers.commit_lock(name):
-            m = self.catalog.manifest(name)
+            m = manifest if manifest is not None else self.catalog.manifest(name)
             if m is None:
                 return None
             buffer = None

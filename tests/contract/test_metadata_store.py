@@ -172,6 +172,16 @@ def test_commit_files_add_remove_sorted(store: MetadataStore) -> None:
     assert [f.key for f in store.list_files("t")] == ["t/a.parquet", "t/b.parquet"]
 
 
+def test_data_versions_of_several_tables_in_one_read(store: MetadataStore) -> None:
+    a, b = store.create_table(table("a")), store.create_table(table("b"))
+    store.commit_files("a", a.table_id, [entry("a/x.parquet")])
+    store.commit_files("b", b.table_id, [entry("b/x.parquet")])
+    store.commit_files("b", b.table_id, [entry("b/y.parquet")])
+    got = store.data_versions(["b", "missing", "a"])
+    assert got == [store.data_version("b"), 0, store.data_version("a")] and got[0] != got[2]
+    assert store.data_versions([]) == []
+
+
 def test_commit_same_key_twice_replaces(store: MetadataStore) -> None:
     info = store.create_table(table("t"))
     store.commit_files("t", info.table_id, [entry("t/a.parquet", rows=1)])

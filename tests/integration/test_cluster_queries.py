@@ -27,16 +27,31 @@ def expect(ids: list[int]) -> list[dict]:
 
 
 def cluster_env(moto, bucket, redis, prefix, node_id: str, **extra) -> dict:
-    # nothing is flushed unless asked (or by the test's own flush loop)
+    # nothing is flushed unless asked (or by the test's own flush loop); files are fanned out to the
+    # peers however small (the local-read shape: COORDINATOR_DISTRIBUTE_MIN_BYTES above the data)
     return {**server_mode_env(moto, bucket, redis, prefix, BUFFER_SIZE="100000000", BUFFER_FLUSH_INTERVAL="3600",
-                              **{"COORDINATOR_PEER_TIMEOUT": "10", **extra}),
+                              **{"COORDINATOR_PEER_TIMEOUT": "10", "COORDINATOR_DISTRIBUTE_MIN_BYTES": "0", **extra}),
             "MINIODB_SERVER_NODE_ID": node_id}
 
 
-@pytest.fixture
-def cluster(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
-    nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}"), name=f"n{i}")
-             for i in range(3)]
+SHAPES = {"fan-out": {}, "local-read": {"COORDINATOR_DISTRIBUTE_MIN_BYTES": str(1 << 40)},
+          # local-read, but a peer with more buffered rows than 10 keeps them for a fragment call
+          "local-read+fragments": {"COORDINATOR_DISTRIBUTE_MIN_BYTES": str(1 << 40), "COORDINATOR_INLINE_MAX_ROWS": "10"}}
+
+
+def peer_fragments(node) -> float:
+    """Fragments this node ran for a coordinator (miniodb_query_fragments_total{role="peer"})."""
+    for line in httpx.get(node.metrics + "/metrics").text.splitlines():
+        if line.startswith("miniodb_query_fragments_total{") and 'role="peer"' in line:
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.fixture(params=["fan-out"])
+def cluster(request, node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
+    extra = SHAPES[request.param]
+    nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}", **extra),
+                          name=f"n{i}") for i in range(3)]
     with nodes[0].client() as c:
         wait_for_live_nodes(c, 3)
     return nodes
@@ -48,7 +63,8 @@ def _query(node, sql: str):
         return c.query(sql)
 
 
-def test_rows_buffered_on_any_node_are_seen_by_every_node(cluster) -> None:
+@pytest.mark.parametrize("cluster", ["fan-out", "local-read"], indirect=True)
+def test_rows_buffered_on_any_node_are_seen_by_every_node(cluster, request) -> None:
     a, b, c = cluster
     ids: list[int] = []
     with a.client() as ca, b.client() as cb, c.client() as cc:
@@ -76,8 +92,12 @@ def test_rows_buffered_on_any_node_are_seen_by_every_node(cluster) -> None:
         q = ca.query("SELECT nodes, missing_nodes FROM system.queries WHERE sql LIKE 'SELECT count(*)%' "
                      "AND nodes IS NOT NULL").to_pylist()
         assert q and q[-1]["nodes"] == "n0,n1,n2" and q[-1]["missing_nodes"] is None
+    # local-read: the peers' few buffered rows came with their pins, no fragment call was made
+    fragments = sum(peer_fragments(n) for n in cluster)
+    assert (fragments == 0) == (request.node.callspec.params["cluster"] == "local-read"), fragments
 
 
+@pytest.mark.parametrize("cluster", list(SHAPES), indirect=True)
 def test_count_stays_exact_while_nodes_flush(cluster) -> None:
     """Every node ingests and flushes in a loop; each query must count every row acknowledged
     before it started, none twice (distinct ids), and nothing that was never acknowledged."""

@@ -54,10 +54,19 @@ def tpch_dir(tmp_path_factory) -> Path:
     return out
 
 
-def test_tpch_on_three_nodes_equals_duckdb(tpch_dir, node_factory, redis_server, redis_prefix, moto_server,
+# the fan-out (files placed on every node), the local-read shape (the coordinator reads every file, the
+# peers' buffered rows come with their pins) and local-read with the bigger buffers left to fragment calls
+SHAPES = {"fan-out": {"COORDINATOR_DISTRIBUTE_MIN_BYTES": "0"},
+          "local-read": {"COORDINATOR_DISTRIBUTE_MIN_BYTES": str(1 << 40)},
+          "local-read+fragments": {"COORDINATOR_DISTRIBUTE_MIN_BYTES": str(1 << 40),
+                                   "COORDINATOR_INLINE_MAX_ROWS": "1000"}}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_tpch_on_three_nodes_equals_duckdb(shape, tpch_dir, node_factory, redis_server, redis_prefix, moto_server,
                                            s3_bucket) -> None:
     env = server_mode_env(moto_server, s3_bucket, redis_server, redis_prefix, BUFFER_SIZE="100000000",
-                          BUFFER_FLUSH_INTERVAL="3600")
+                          BUFFER_FLUSH_INTERVAL="3600", **SHAPES[shape])
     nodes = [node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"t{i}"}, name=f"t{i}") for i in range(3)]
     with nodes[0].client() as c:
         wait_for_live_nodes(c, 3)
