@@ -69,6 +69,7 @@ from .layout import layout_of
 from .leases import LeaseKeeper, acquire_lease
 from .metadata.base import FileEntry, FilesChanged, TableInfo
 from .paths import data_file_day, data_file_key
+from .periodic import Periodic
 from .persist import ROW_GROUP_ROWS, lower_thread_priority, parquet_options, write_table_file
 from .schema import conform_batch
 from .stats import column_stats
@@ -228,8 +229,10 @@ class Compactor:
         self.owner = f"{node_id}:{uuid.uuid4().hex}"  # this incarnation, as a lease holder
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}  # one pass per table in this process
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic("miniodb-compaction", "compaction pass", self.run,
+                              lambda: self.settings.interval_seconds,
+                              setup=lower_thread_priority, stop_timeout=30)  # background: ingest and queries first
+        self._stop = self._loop.stopped
 
     # -- passes ----------------------------------------------------------------------------
     def run(self, table: str | None = None) -> list[CompactionResult]:
@@ -404,21 +407,8 @@ class Compactor:
 
     # -- background ------------------------------------------------------------------------
     def start(self) -> Compactor:
-        self._thread = threading.Thread(target=self._run, name="miniodb-compaction", daemon=True)
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        lower_thread_priority()  # background work: ingest and queries go first
-        while not self._stop.wait(self.settings.interval_seconds):
-            try:
-                self.run()
-            except MinioDBError as exc:
-                log.warning("compaction pass failed: %s", exc)
-            except Exception:  # noqa: BLE001 - keep compacting later
-                log.exception("compaction pass failed")
+        self._loop.stop()

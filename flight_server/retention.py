@@ -12,16 +12,16 @@ compaction never fight: whoever commits second retries.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 import pyarrow as pa
 
-from clients.errors import MinioDBError, NotFound
+from clients.errors import NotFound
 
 from .catalog import Catalog
 from .metadata.base import FileEntry, FilesChanged, TableInfo
+from .periodic import Periodic
 from .storage.base import ObjectStore
 
 log = logging.getLogger("miniodb.retention")
@@ -64,8 +64,7 @@ class RetentionSweeper:
         self.interval = interval
         self._clock = clock
         self.on_removed = on_removed or (lambda table, keys: None)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic("miniodb-retention", "retention sweep", self.sweep, lambda: self.interval)
 
     def sweep(self) -> dict[str, int]:
         """One pass over every table; returns removed file counts per table."""
@@ -107,19 +106,7 @@ class RetentionSweeper:
         return 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="miniodb-retention", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sweep()
-            except MinioDBError as exc:
-                log.warning("retention sweep failed: %s", exc)
-            except Exception:  # noqa: BLE001 - keep sweeping later
-                log.exception("retention sweep failed")
+        self._loop.stop()

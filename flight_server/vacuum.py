@@ -28,11 +28,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from clients.errors import MinioDBError
-
 from .config import SnapshotSettings
 from .metadata.base import MetadataStore
 from .metadata.versions import trim_count
+from .periodic import Periodic
 
 log = logging.getLogger("miniodb.vacuum")
 
@@ -58,8 +57,7 @@ class Vacuum:
         self._clock = clock
         self.on_deleted = on_deleted or (lambda table, keys: None)
         self._run_lock = threading.Lock()  # one run at a time on this node
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic("miniodb-vacuum", "vacuum", self.run, lambda: self.settings.vacuum_interval)
 
     def run(self, table: str | None = None) -> VacuumResult:
         """One pass (over ``table`` only, if given)."""
@@ -135,20 +133,8 @@ class Vacuum:
     # -- background ------------------------------------------------------------------------
     def start(self) -> Vacuum:
         if self.settings.vacuum_interval > 0:
-            self._thread = threading.Thread(target=self._loop, name="miniodb-vacuum", daemon=True)
-            self._thread.start()
+            self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.vacuum_interval):
-            try:
-                self.run()
-            except MinioDBError as exc:
-                log.warning("vacuum failed: %s", exc)
-            except Exception:  # noqa: BLE001 - keep vacuuming later
-                log.exception("vacuum failed")
+        self._loop.stop()
