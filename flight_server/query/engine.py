@@ -268,10 +268,12 @@ class QueryEngine:
             dirs.append(temp_dir.rstrip("/") + "/")
         self._db.execute(f"SET allowed_directories=[{', '.join(_lit(d) for d in dirs)}]")
         self._db.execute("SET enable_external_access=false")
-        self._db.execute("SET TimeZone='UTC'")
+        # GLOBAL: a plain SET of these is the connection's own, and every request runs on a
+        # cursor (a connection of its own), which would not see it.
+        self._db.execute("SET GLOBAL TimeZone='UTC'")
         # Objects are immutable (a key is never rewritten), so Parquet footers can be cached.
         # (File blocks are left to the OS page cache: DuckDB's own block cache grows the RSS.)
-        self._db.execute("SET parquet_metadata_cache=true")
+        self._db.execute("SET GLOBAL parquet_metadata_cache=true")
         self._db.execute("SET lock_configuration=true")
         self._types_cache: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self._lock = threading.Lock()

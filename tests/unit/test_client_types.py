@@ -67,3 +67,14 @@ def test_duplicate_names_and_untouched_statements(engine):
     assert table.column(1).to_pylist() == [2]
     plain = run(engine, "SELECT 1 AS x, 'y' AS y")
     assert plain.schema == pa.schema([("x", pa.int32()), ("y", pa.string())])
+
+
+def test_request_cursors_see_the_engines_settings(engine):
+    """Requests run on cursors: the engine's time zone and footer cache must be theirs too (a
+    plain SET is the connection's own: cursors saw the machine's zone and no footer cache)."""
+    cur, _ = engine._cursors.take()
+    try:
+        got = cur.execute("SELECT current_setting('TimeZone'), current_setting('parquet_metadata_cache')").fetchone()
+    finally:
+        cur.close()
+    assert got == ("UTC", True)
