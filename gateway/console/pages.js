@@ -26,7 +26,7 @@
   }
 
   // -- Tables --------------------------------------------------------------------------
-  async function showTables(name) {
+  async function showTables(name, note = "") {
     const [tables, flushes] = await Promise.all([
       MC.sql("SELECT name, rows, buffered_rows, bytes, files, columns, time_column FROM system.tables ORDER BY name"),
       MC.sql("SELECT table_name, max(created_at) AS last_flush FROM system.files GROUP BY table_name"),
@@ -41,15 +41,15 @@
       { label: "Last flush", render: (t) => MC.fmtTime(last[t.name]) || "never" },
     ], tables, tables.length + " tables"));
     $("table-detail").replaceChildren();
-    if (name) await showTable(name);
+    if (name) await showTable(name, note);
   }
 
-  async function showTable(name) {
+  async function showTable(name, note = "") {  // note: the last action's outcome, kept across the re-render
     const host = $("table-detail");
     const info = await MC.json("/tables/" + encodeURIComponent(name));
     const files = await MC.sql("SELECT key, rows, bytes, node_id, created_at FROM system.files WHERE table_name = ? " +
                                "ORDER BY created_at DESC LIMIT 200", [name]);
-    const flushMsg = el("span", { role: "status", "aria-live": "polite" });
+    const flushMsg = el("span", { role: "status", "aria-live": "polite", text: note });
     const flushBtn = el("button", { type: "button", class: "primary", text: "Flush now" });
     flushBtn.addEventListener("click", async () => {
       flushBtn.disabled = true;
@@ -57,8 +57,9 @@
       try {
         const res = await MC.json("/flush", { method: "POST", body: JSON.stringify({ table: name }),
                                               headers: { "Content-Type": "application/json" } });
-        flushMsg.textContent = `flushed ${MC.fmtNum(res.rows)} rows into ${MC.fmtNum(res.files)} files`;
-        await showTables(name);
+        const done = `flushed ${MC.fmtNum(res.rows)} rows into ${MC.fmtNum(res.files)} files`;
+        flushMsg.textContent = done;
+        await showTables(name, done);  // the page is drawn anew: the outcome stays on it
       } catch (e) {
         flushMsg.textContent = "flush failed: " + e.message;
         flushBtn.disabled = false;
