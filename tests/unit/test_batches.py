@@ -13,31 +13,17 @@ import pytest
 
 from clients.errors import InvalidRequest, Unavailable
 from flight_server.batches import BatchLedger
-from flight_server.buffer import BufferManager
-from flight_server.cache import FileCache
-from flight_server.catalog import Catalog
-from flight_server.ingest import Ingestor
 from flight_server.metadata.sqlite import SQLiteMetadataStore
-from flight_server.persist import Flusher
-from flight_server.storage import LocalObjectStore
-from flight_server.wal import WriteAheadLog
+from tests.fixtures.write_path import WritePath
 
 
-class Rig:
+class Rig(WritePath):
     """One node's ingest path over ``root`` (a new Rig on the same root is a restart)."""
 
     def __init__(self, root: Path, chunk_bytes: int = 1 << 20, node_id: str = "n1", **ledger):
-        self.metadata = SQLiteMetadataStore(root / "meta.sqlite3")
-        self.catalog = Catalog(self.metadata)
-        self.wal = WriteAheadLog(root / f"wal-{node_id}")
-        self.buffers = BufferManager(1_000_000, 3600, 1 << 30)
-        store = LocalObjectStore(root / "objects")
-        self.ledger = BatchLedger(self.metadata, node_id, **ledger)
-        self.ingestor = Ingestor(node_id, self.catalog, store, self.wal, self.buffers, chunk_bytes=chunk_bytes,
-                                 ledger=self.ledger)
-        self.flusher = Flusher(node_id, self.catalog, store, self.wal, self.buffers,
-                               FileCache(store, root / f"cache-{node_id}", 1 << 30), root / f"tmp-{node_id}")
-        self.ingestor.load_tables()
+        metadata = SQLiteMetadataStore(root / "meta.sqlite3")
+        self.ledger = BatchLedger(metadata, node_id, **ledger)
+        super().__init__(root, metadata, node_id, chunk_bytes, per_node_dirs=True, ledger=self.ledger)
         self.ingestor.replay(lambda table, table_id: self.metadata.get_watermark(node_id, table_id))
 
     def ids(self, name: str = "t") -> list[int]:

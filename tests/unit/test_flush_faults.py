@@ -13,15 +13,9 @@ import pyarrow as pa
 import pytest
 
 from clients.errors import Unavailable
-from flight_server.buffer import BufferManager
-from flight_server.cache import FileCache
-from flight_server.catalog import Catalog
-from flight_server.ingest import Ingestor
 from flight_server.metadata.base import FileEntry
 from flight_server.metadata.sqlite import SQLiteMetadataStore
-from flight_server.persist import Flusher
-from flight_server.storage import LocalObjectStore
-from flight_server.wal import WriteAheadLog
+from tests.fixtures.write_path import WritePath
 
 
 class LostReply:
@@ -44,17 +38,9 @@ class LostReply:
         return version
 
 
-class Rig:
+class Rig(WritePath):
     def __init__(self, root: Path, metadata: LostReply | None = None):
-        self.metadata = metadata or LostReply(SQLiteMetadataStore(root / "meta.sqlite3"))
-        self.store = LocalObjectStore(root / "objects")
-        self.catalog = Catalog(self.metadata)
-        self.wal = WriteAheadLog(root / "wal")
-        self.buffers = BufferManager(1_000_000, 3600, 1 << 30)
-        self.cache = FileCache(self.store, root / "cache", 1 << 30)
-        self.flusher = Flusher("n1", self.catalog, self.store, self.wal, self.buffers, self.cache, root / "tmp")
-        self.ingestor = Ingestor("n1", self.catalog, self.store, self.wal, self.buffers, chunk_bytes=1 << 20)
-        self.ingestor.load_tables()
+        super().__init__(root, metadata or LostReply(SQLiteMetadataStore(root / "meta.sqlite3")))
 
     def ingest(self, start: int, count: int) -> None:
         t = pa.table({"id": pa.array(range(start, start + count), pa.int64())})

@@ -11,21 +11,13 @@ import pytest
 
 from clients.errors import AlreadyExists, NotFound
 from flight_server.buffer import BufferEntry, BufferManager
-from flight_server.catalog import Catalog
-from flight_server.ingest import Ingestor
-from flight_server.metadata.sqlite import SQLiteMetadataStore
-from flight_server.storage import LocalObjectStore
 from flight_server.wal import WriteAheadLog
+from tests.fixtures.write_path import WritePath
 
 
-class Rig:
+class Rig(WritePath):
     def __init__(self, root: Path, chunk_bytes: int = 1 << 20):
-        self.metadata = SQLiteMetadataStore(root / "meta.sqlite3")
-        self.catalog = Catalog(self.metadata)
-        self.wal = WriteAheadLog(root / "wal")
-        self.buffers = BufferManager(1_000_000, 3600, 1 << 30)
-        self.ingestor = Ingestor("n1", self.catalog, LocalObjectStore(root / "objects"), self.wal, self.buffers,
-                                 chunk_bytes=chunk_bytes)
+        super().__init__(root, chunk_bytes=chunk_bytes)
 
     def buffered(self, name: str = "t") -> list[int]:
         buf = self.buffers.get(name)

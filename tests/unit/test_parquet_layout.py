@@ -14,30 +14,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flight_server.buffer import BufferManager
-from flight_server.cache import FileCache
-from flight_server.catalog import Catalog
-from flight_server.ingest import Ingestor
-from flight_server.metadata.sqlite import SQLiteMetadataStore
-from flight_server.persist import ROW_GROUP_ROWS, Flusher
-from flight_server.storage import LocalObjectStore
-from flight_server.wal import WriteAheadLog
+from flight_server.persist import ROW_GROUP_ROWS
+from tests.fixtures.write_path import WritePath
 
 ROWS = ROW_GROUP_ROWS + 1000  # two row groups
 
 
 def _flushed_file(root: Path, table: pa.Table) -> Path:
-    metadata = SQLiteMetadataStore(root / "meta.sqlite3")
-    store = LocalObjectStore(root / "objects")
-    catalog = Catalog(metadata)
-    wal = WriteAheadLog(root / "wal")
-    buffers = BufferManager(10_000_000, 3600, 1 << 30)
-    cache = FileCache(store, root / "cache", 1 << 30)
-    ingestor = Ingestor("n1", catalog, store, wal, buffers, chunk_bytes=1 << 20)
-    ingestor.load_tables()
-    ingestor.ingest("lineitem", table, table.schema)
-    Flusher("n1", catalog, store, wal, buffers, cache, root / "tmp").flush_table("lineitem")
-    files = metadata.list_files("lineitem")
+    node = WritePath(root, buffer_rows=10_000_000)
+    node.ingestor.ingest("lineitem", table, table.schema)
+    node.flusher.flush_table("lineitem")
+    files = node.metadata.list_files("lineitem")
     assert len(files) == 1
     path = root / "objects" / files[0].key
     assert path.is_file()

@@ -14,30 +14,15 @@ import pytest
 import sqlglot
 
 from clients.errors import Conflict, InvalidRequest, NotFound
-from flight_server.buffer import BufferManager
-from flight_server.cache import FileCache
-from flight_server.catalog import Catalog
 from flight_server.dml import dml_plan
 from flight_server.dml_hooks import where_constraints
-from flight_server.ingest import Ingestor
-from flight_server.metadata.sqlite import SQLiteMetadataStore
-from flight_server.persist import Flusher
 from flight_server.rewrite import TableRewriter
-from flight_server.storage import LocalObjectStore
-from flight_server.wal import WriteAheadLog
+from tests.fixtures.write_path import WritePath
 
 
-class Rig:
+class Rig(WritePath):
     def __init__(self, root: Path):
-        self.metadata = SQLiteMetadataStore(root / "meta.sqlite3")
-        self.store = LocalObjectStore(root / "objects")
-        self.catalog = Catalog(self.metadata)
-        self.wal = WriteAheadLog(root / "wal")
-        self.buffers = BufferManager(1_000_000, 3600, 1 << 30)
-        self.cache = FileCache(self.store, root / "cache", 1 << 30)
-        self.flusher = Flusher("n1", self.catalog, self.store, self.wal, self.buffers, self.cache, root / "tmp")
-        self.ingestor = Ingestor("n1", self.catalog, self.store, self.wal, self.buffers, chunk_bytes=1 << 20)
-        self.ingestor.load_tables()
+        super().__init__(root)
         self.flushes: list[str] = []
         self.hook = lambda step: None
         self.rewriter = self.make_rewriter(root / "dml")
