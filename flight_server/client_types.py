@@ -131,6 +131,11 @@ def _identity(reader: Reader) -> Reader:
     return reader
 
 
+def needs_mapping(types: list[Any]) -> bool:
+    """Whether a result of these DuckDB types is changed on its way to clients (:func:`project`)."""
+    return any(_map("x", t) is not None or _relabelled(t) for t in types)
+
+
 def project(rel: duckdb.DuckDBPyRelation) -> tuple[duckdb.DuckDBPyRelation, Callable[[Reader], Reader]]:
     """``rel`` with client-safe column types, and the function to apply to its Arrow reader."""
     types = rel.types

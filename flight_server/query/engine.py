@@ -29,6 +29,7 @@ from .. import client_types
 from ..metadata.base import TableInfo
 from ..statements import refuse
 from ..stats import bind_params
+from .direct import DirectRuns
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
 from .statement import Statement, as_statement
@@ -285,6 +286,7 @@ class QueryEngine:
         # replace the file views a query cursor keeps (two view rebuilds per prepared query)
         self._schema_cursors = CursorPool(self._db, size=2)
         self.file_schemas = FileSchemas()
+        self.direct = DirectRuns()  # shapes whose result needs no type mapping: one DuckDB step (direct.py)
         self.hot = HotTables(self._db, hot_table_bytes, hot_cache_bytes, self._file_select)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -375,14 +377,23 @@ class QueryEngine:
                 if analysis.qualified and self.system_tables is not None:
                     state["reuse"] = False  # per-request system bindings: not for the pool
                     sql = self.system_tables.bind(cur, sql, analysis)
-            rel = cur.sql(sql, params=list(params) if params else None)
-            if rel is None:
-                raise InvalidRequest("statement returns no result")
-            rel, to_client = client_types.project(rel)  # types every client can take (client_types.py)
-            if schema_only:  # the bound types, as DuckDB converts them to Arrow, without executing
-                rel = cur.sql("SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {_quote(c)}" for c, t in zip(
-                    rel.columns, rel.types, strict=True)) + " WHERE false")
-            reader = to_client(rel.to_arrow_reader(batch_rows_for(rel.types, self.batch_rows, self.max_batch_bytes)))
+            direct = DirectRuns.key(st, resolved, params) if kind == "SELECT" else None
+            rows = None if schema_only else self.direct.get(direct)
+            if rows is not None:  # types known, no mapping: parse, bind and run in one step
+                reader = self.direct.run(cur, sql, params, rows)
+            else:
+                rel = cur.sql(sql, params=list(params) if params else None)
+                if rel is None:
+                    raise InvalidRequest("statement returns no result")
+                plain = not client_types.needs_mapping(rel.types)
+                rel, to_client = client_types.project(rel)  # types every client can take (client_types.py)
+                rows = batch_rows_for(rel.types, self.batch_rows, self.max_batch_bytes)
+                if plain:
+                    self.direct.learn(direct, rows)
+                if schema_only:  # the bound types, as DuckDB converts them to Arrow, without executing
+                    rel = cur.sql("SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {_quote(c)}" for c, t in zip(
+                        rel.columns, rel.types, strict=True)) + " WHERE false")
+                reader = to_client(rel.to_arrow_reader(rows))
             state["reader"] = reader
         except BaseException:
             state["reuse"] = False
