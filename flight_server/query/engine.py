@@ -11,6 +11,7 @@ object/cache folders, no extension install or load, configuration locked.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -122,6 +123,11 @@ def _lit(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
+def _files_variable(view: str) -> str:
+    """The name of the cursor variable holding the file list of ``view`` (an identifier)."""
+    return "__files_" + hashlib.sha1(view.encode()).hexdigest()[:16]
+
+
 _DURATION_TO_US = {"s": " * 1000000", "ms": " * 1000", "us": "", "ns": " // 1000"}
 
 
@@ -206,20 +212,40 @@ class CursorPool:
 
     @staticmethod
     def bind(cur: duckdb.DuckDBPyConnection, views: dict, key: str, rt: ResolvedTable,
-             create: Callable[[duckdb.DuckDBPyConnection, str, ResolvedTable], None]) -> None:
-        """(Re)create the view of ``rt`` unless this cursor already holds an identical one."""
+             create: Callable[[duckdb.DuckDBPyConnection, str, ResolvedTable, str | None], None],
+             uniform: Callable[[Sequence[str]], bool] = lambda paths: False) -> None:
+        """(Re)create the view of ``rt`` unless this cursor already holds an identical one.
+
+        A view over files only, all of one schema, reads its file list from a variable of the
+        cursor (``read_parquet(getvariable(...))``): when a query reads another pruned file set
+        (a point lookup in another file), setting the variable costs DuckDB about half of
+        re-creating the view, which binds every column's cast."""
         buffered = rt.buffer is not None and rt.buffer.num_rows > 0
-        sig = None if buffered else (tuple(rt.paths), tuple(rt.columns), frozenset(rt.file_columns), rt.hot)
-        held = views.get(rt.name.lower())  # DuckDB names are case-insensitive
+        name = rt.name.lower()  # DuckDB names are case-insensitive
+        held = views.get(name)
+        paths = tuple(rt.paths)
+        shape = (tuple(rt.columns), frozenset(rt.file_columns), tuple(sorted(rt.duration_units.items())))
+        if not buffered and paths and not rt.hot and uniform(paths):
+            sig = ("var", *shape)
+            var = _files_variable(name)
+            if held is not None and held[1] == sig:
+                if held[2] != paths:
+                    cur.execute(f"SET VARIABLE {var} = [{', '.join(_lit(p) for p in paths)}]")
+                    views[name] = (held[0], sig, paths)
+                return
+            create(cur, key, rt, var)
+            views[name] = (key, sig, paths)
+            return
+        sig = None if buffered else (paths, *shape, rt.hot)
         if sig is not None and held is not None and held[1] == sig:
             return
-        create(cur, key, rt)
-        views[rt.name.lower()] = (key, sig)
+        create(cur, key, rt, None)
+        views[name] = (key, sig, paths)
 
     @staticmethod
     def forget(cur: duckdb.DuckDBPyConnection, views: dict, keep: set[str] = frozenset()) -> None:
         for name in [n for n in views if n not in keep]:
-            key, _ = views.pop(name)
+            key = views.pop(name)[0]
             cur.execute(f"DROP VIEW IF EXISTS {_quote(name)}")
             cur.unregister(f"__buf_{key}")
 
@@ -229,7 +255,7 @@ class CursorPool:
             try:
                 if reader is not None:
                     reader.close()  # a connection with an open result refuses the next query
-                self.forget(cur, views, keep={n for n, (_, sig) in views.items() if sig is not None})
+                self.forget(cur, views, keep={n for n, held in views.items() if held[1] is not None})
                 with self._lock:
                     if len(self._idle) < self.size:
                         self._idle.append((cur, views))
@@ -365,7 +391,7 @@ class QueryEngine:
                         rt.hot, release_hot, release_files = hot[0], hot[1], rt.release
                         rt.release = lambda f=release_files, h=release_hot: (f(), h())
                     wanted.add(rt.name.lower())
-                    pool.bind(cur, views, key, rt, self._bind)
+                    pool.bind(cur, views, key, rt, self._bind, self.file_schemas.uniform)
                 for view, ref in analysis.at_refs.items():  # t AT (VERSION => n): committed files only
                     if self.time_travel is None:
                         raise InvalidRequest("time travel is not available on this node")
@@ -409,24 +435,29 @@ class QueryEngine:
         }
         return QueryResult(reader, kind, stats, close, interrupt=interrupt)
 
-    def _file_select(self, rt: ResolvedTable) -> str:
+    def _file_select(self, rt: ResolvedTable, files_var: str | None = None) -> str:
         """The table's committed files as one SELECT in its current column types (by name
-        across files only when their schemas differ: :class:`FileSchemas`)."""
+        across files only when their schemas differ: :class:`FileSchemas`); ``files_var``: the
+        file list is that cursor variable's (set here), see :meth:`CursorPool.bind`."""
         cols = ", ".join(
             f"{_file_cast(c, t, rt.duration_units.get(c.lower()))} AS {_quote(c)}" if c.lower() in rt.file_columns
             else f"CAST(NULL AS {t}) AS {_quote(c)}"
             for c, t in rt.columns
         )
-        files = ", ".join(_lit(p) for p in rt.paths)
+        files = "[" + ", ".join(_lit(p) for p in rt.paths) + "]"
+        if files_var is not None:
+            return f"SELECT {cols} FROM read_parquet(getvariable({_lit(files_var)}))"
         union = ", union_by_name=true" if len(rt.paths) > 1 and not self.file_schemas.uniform(rt.paths) else ""
-        return f"SELECT {cols} FROM read_parquet([{files}]{union})"
+        return f"SELECT {cols} FROM read_parquet({files}{union})"
 
-    def _bind(self, cur: duckdb.DuckDBPyConnection, name: str, rt: ResolvedTable) -> None:
+    def _bind(self, cur: duckdb.DuckDBPyConnection, name: str, rt: ResolvedTable, files_var: str | None = None) -> None:
         parts = []
         if rt.hot:
             parts.append(f"SELECT * FROM {rt.hot}")
         elif rt.paths:
-            parts.append(self._file_select(rt))
+            if files_var is not None:
+                cur.execute(f"SET VARIABLE {files_var} = [{', '.join(_lit(p) for p in rt.paths)}]")
+            parts.append(self._file_select(rt, files_var))
         if rt.buffer is not None and rt.buffer.num_rows:
             buf = f"__buf_{name}"
             cur.register(buf, rt.buffer)

@@ -70,3 +70,20 @@ def test_files_from_before_a_schema_change_are_read_by_name(node):
     assert _q(node, "SELECT a, k, b FROM ev ORDER BY a") == [
         {"a": 1.0, "k": "x", "b": None}, {"a": 1.5, "k": "w", "b": "new"}, {"a": 2.0, "k": "y", "b": None},
         {"a": 3.0, "k": "z", "b": None}, {"a": 7.0, "k": None, "b": None}]
+
+
+def test_a_reused_view_follows_the_pruned_file_set(node, monkeypatch):
+    """A file-only view reads its files from a cursor variable: a lookup that prunes to another
+    file changes the variable, not the view, and still reads exactly its own file."""
+    for start in (0, 100, 200):
+        _put(node, "parts", _rows(start, 100))
+    created = []
+    real = node.engine._bind
+    monkeypatch.setattr(node.engine, "_bind", lambda *a: created.append(a[3]) or real(*a))
+    for k in (5, 150, 250, 42, 199, 205, 5, 299, 100):
+        got = _q(node, f"SELECT count(*) AS n, min(s) AS s FROM parts WHERE id = {k}")
+        assert got == [{"n": 1, "s": f"s{k}"}]
+    assert _q(node, "SELECT count(*) AS n FROM parts WHERE id >= 150") == [{"n": 150}]
+    assert _q(node, "SELECT count(*) AS n FROM parts WHERE id = 1000") == [{"n": 0}]  # no file at all
+    assert all(var is not None for var in created if var)
+    assert len(created) <= 3, f"views re-created {len(created)} times"  # at most once per pooled cursor used
