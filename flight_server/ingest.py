@@ -337,6 +337,7 @@ class Ingestor:
             for seg, (_, data) in zip(segments, sealed, strict=True):
                 self.buffers.append(info.name, info.table_id, schema, BufferEntry(seg.seq, data, now, batch_id))
         sealed[-1][0].durable()  # one directory fsync covers every rename before it
+        self.buffers.make_room(info.name)
         rows = sum(data.num_rows for _, data in sealed)
         nbytes = sum(data.nbytes for _, data in sealed)
         self.rows_total += rows
@@ -367,6 +368,7 @@ class Ingestor:
             self.buffers.append(info.name, info.table_id, schema,
                                 BufferEntry(segment.seq, data, self._clock(), batch_id))
         writer.durable()  # before the acknowledgement; outside the lock so others can share it
+        self.buffers.make_room(info.name)  # past the capacity bound: spill the oldest rows to their segments
         self.rows_total += data.num_rows
         self.bytes_total += data.nbytes
         self.on_appended(info.name)
