@@ -463,7 +463,8 @@ class BufferManager:
             except (OSError, pa.ArrowException):
                 mapped = None
             with self._lock:
-                buf._spill(entry, mapped)
+                if self._buffers.get(name) is buf:  # not dropped meanwhile
+                    buf._spill(entry, mapped)
                 self.changed.notify_all()
 
     # -- streams -----------------------------------------------------------------------
