@@ -154,8 +154,9 @@ class TableBuffer:
         return [e.seq for e in (*self.flushing, *self._pending) if e.spilled]
 
     def last_seq(self) -> int | None:
-        """The newest pending entry's WAL sequence."""
-        return self._pending[-1].seq if self._pending else None
+        """The newest entry's WAL sequence (pending, else flushing)."""
+        newest = self._pending or self.flushing
+        return newest[-1].seq if newest else None
 
     def oldest(self) -> float | None:
         return self._pending[0].created_at if self._pending else None
@@ -411,7 +412,7 @@ class BufferManager:
             return sum(b.spilled_bytes for b in self._buffers.values())
 
     def last_seq(self, name: str) -> int | None:
-        """The WAL sequence of the table's newest pending entry (None: nothing pending)."""
+        """The WAL sequence of the table's newest buffered row (None: nothing buffered)."""
         with self._lock:
             buf = self._buffers.get(name)
             return buf.last_seq() if buf is not None else None

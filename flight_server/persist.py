@@ -114,8 +114,9 @@ class Flusher:
 
     # -- one table ---------------------------------------------------------------------
     def flush_table(self, name: str) -> FlushResult:
-        """Flush every row pending now, one file per chunk of about ``buffer.max_bytes`` (so
-        one flush never holds more than that of spilled, memory-mapped rows in memory)."""
+        """Flush every row buffered now, one file per chunk of about ``buffer.max_bytes`` (so
+        one flush never holds more than that of spilled, memory-mapped rows in memory). A
+        flush of the table in progress is waited for (the table's flush lock)."""
         upto = self.buffers.last_seq(name)
         total = FlushResult(name)
         while upto is not None:
