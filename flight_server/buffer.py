@@ -28,9 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
-from clients.errors import InvalidRequest
-
-from .schema import conform, evolve
+from .schema import conform, widest
 
 
 @dataclass(frozen=True)
@@ -81,8 +79,7 @@ class FlushBatch:
         return sum(e.rows for e in self.entries)
 
     @property
-    def spilled_seqs(self) -> list[int]:
-        """Segments of spilled entries: unlink them, never recycle them (see the module docstring)."""
+    def spilled_seqs(self) -> list[int]:  # unlink their segments, never recycle them
         return [e.seq for e in self.entries if e.spilled]
 
 
@@ -258,17 +255,6 @@ class TableBuffer:
         return True
 
 
-def _widest(current: pa.Schema, incoming: pa.Schema) -> pa.Schema:
-    """The buffer's schema after an append with ``incoming``. A DoPut that resolved the table
-    before a concurrent writer evolved it appends with the older, narrower schema: the buffer
-    keeps the wider one, or the other writer's new columns would be cut off its buffered rows
-    (queries and the flush conform every entry to the buffer's schema)."""
-    try:
-        return evolve(current, incoming)
-    except InvalidRequest:
-        return incoming
-
-
 class BufferManager:
     """All table buffers of this node, with backpressure, spilling and the size/age flush policy.
 
@@ -333,7 +319,7 @@ class BufferManager:
                 buf = TableBuffer(name, table_id, schema)
                 self._buffers[name] = buf
             elif not buf.schema.equals(schema):
-                wider = _widest(buf.schema, schema)
+                wider = widest(buf.schema, schema)
                 if wider is not buf.schema:
                     buf.schema = wider
                     buf.version += 1
@@ -421,19 +407,24 @@ class BufferManager:
         """Tables whose pending rows reached their size limit or age limit.
 
         While a DoPut stream is writing into a table, its size and age limits wait for the
-        stream to end (a burst is acknowledged at WAL speed, not at Parquet-encoding speed);
-        the byte limit does not wait, so memory stays bounded during long streams.
+        stream to end (a burst is acknowledged at WAL speed, not at Parquet-encoding speed).
+        So does the byte limit while spilling keeps memory bounded instead: the rows spill
+        (the table is under the capacity bound) and under half of ``max_spill_bytes`` are
+        spilled in all; past that a long stream is flushed as it goes.
         """
         now = self._clock()
         out = []
         with self._lock:
+            spill_room = self.max_spill_bytes > 0 and 2 * self.spilled_bytes() < self.max_spill_bytes
             for name, buf in self._buffers.items():
                 if not buf.pending_rows:
                     continue
-                if buf.pending_bytes >= self.max_bytes:
+                streaming = bool(self._streams.get(name))
+                if buf.pending_bytes >= self.max_bytes and not (
+                        streaming and spill_room and buf.nbytes < 2 * self.max_bytes):
                     out.append(name)
                     continue
-                if self._streams.get(name):
+                if streaming:
                     continue
                 rows, interval = self.limits(name)
                 oldest = buf.oldest()
@@ -481,6 +472,7 @@ class BufferManager:
             else:
                 self._streams.pop(name, None)
             self.changed.notify_all()
+
 
     def streaming(self, name: str) -> bool:
         """A DoPut stream is writing into the table now."""

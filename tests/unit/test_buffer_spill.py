@@ -20,13 +20,12 @@ ENTRY_BYTES = rows(0, ENTRY).nbytes
 
 
 def _append(wal: WriteAheadLog, bm: BufferManager, start: int, data: pa.Table | None = None) -> BufferEntry:
-    """One durable segment and its buffer entry, the way ingest adds them (spill first)."""
+    """One durable segment and its buffer entry, the way ingest adds them (then spills)."""
     data = data if data is not None else rows(start, ENTRY)
-    if bm.over_capacity("t"):
-        bm.make_room("t")
     seg = wal.append("t", "id1", data)
     entry = BufferEntry(seg.seq, data, 0.0)
     bm.append("t", "id1", data.schema, entry)
+    bm.make_room("t")
     return entry
 
 
@@ -182,3 +181,21 @@ def test_a_snapshot_of_spilled_rows_survives_flush_and_segment_reuse(tmp_path):
     assert free_before > 0 and rig.wal.free_bytes < free_before
     assert snapshot.to_pylist() == old.to_pylist()
     assert pc.sum(snapshot.column("id")).as_py() == sum(range(12 * ENTRY))
+
+
+def test_while_a_stream_spills_the_byte_limit_waits_for_its_end(tmp_path):
+    wal = WriteAheadLog(tmp_path / "wal")
+    bm = _manager(wal, max_entries=2, spill_entries=20)  # flush due at 1 entry; half the spill bound: 10
+    bm.stream_started("t")
+    for i in range(6):
+        _append(wal, bm, i * ENTRY)
+    assert bm.spilled_bytes() > 0 and bm.due() == []  # memory stays bounded by spilling
+    for i in range(6, 13):
+        _append(wal, bm, i * ENTRY)
+    assert 2 * bm.spilled_bytes() >= bm.max_spill_bytes and bm.due() == ["t"]  # a long stream flushes as it goes
+    bm.stream_finished("t")
+    assert bm.due() == ["t"]
+    off = _manager(wal, max_entries=2, spill_entries=0)  # no spilling: the byte limit never waits
+    off.stream_started("u")
+    off.append("u", "id2", rows(0, 1).schema, BufferEntry(1, rows(0, ENTRY), 0.0))
+    assert off.due() == ["u"]
