@@ -473,7 +473,6 @@ class BufferManager:
                 self._streams.pop(name, None)
             self.changed.notify_all()
 
-
     def streaming(self, name: str) -> bool:
         """A DoPut stream is writing into the table now."""
         with self._lock:
