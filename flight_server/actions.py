@@ -88,7 +88,8 @@ class NodeActions:
         for name in n.buffers.names():
             buf = n.buffers.get(name)
             if buf is not None:
-                buffers[name] = {"rows": buf.rows, "bytes": buf.nbytes, "flushing_rows": buf.flushing_rows}
+                buffers[name] = {"rows": buf.rows, "bytes": buf.nbytes, "spilled_bytes": buf.spilled_bytes,
+                                 "flushing_rows": buf.flushing_rows}
         try:
             nodes = [node_json(i.to_json()) for i in n.metadata.live_nodes()]
         except MinioDBError as exc:

@@ -7,6 +7,16 @@ visible (``flushing``), so a query never misses or double-counts a row: the swap
 update (see :mod:`flight_server.persist`). The flush life cycle is four methods of
 :class:`BufferManager` (take_for_flush, put_back, mark_committed, discard_dropped) that keep
 the invariants under the manager's one lock; nothing outside this module edits a buffer.
+
+Spilling: every buffered row is durable in its own WAL segment already, so memory is the only
+reason to make a writer wait. When a table's in-memory bytes reach the capacity bound
+(``2 x max_bytes``), :meth:`BufferManager.make_room` replaces the data of its oldest pending
+entries by a zero-copy memory-mapped read of their segments, up to ``max_spill_bytes`` spilled
+in all (0: writers wait for the flusher). A spilled entry reads like any other (``entry.data``);
+the heap accounting (``nbytes``, ``total_bytes``, the capacity bound) leaves it out, and its
+segment is unlinked, never recycled, once persisted (``mapped`` in ``WriteAheadLog.remove``):
+an unlinked file stays valid under a mapping a query may still hold. A flush takes a prefix of
+about ``max_bytes`` of the pending entries, so it touches at most that much mapped data.
 """
 
 from __future__ import annotations
@@ -14,13 +24,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
-from clients.errors import InvalidRequest
-
-from .schema import conform, evolve
+from .schema import conform, widest
 
 
 @dataclass(frozen=True)
@@ -29,13 +37,20 @@ class BufferEntry:
     data: pa.Table
     created_at: float
     batch_id: str = ""
+    spilled: bool = False  # data is a memory-mapped read of the entry's WAL segment
     rows: int = field(init=False)
-    nbytes: int = field(init=False)
+    nbytes: int = field(init=False)  # the data's size, spilled or not
 
     def __post_init__(self) -> None:
         # computed once: Table.nbytes walks every buffer, and the flush policy sums these often
         object.__setattr__(self, "rows", self.data.num_rows)
         object.__setattr__(self, "nbytes", self.data.nbytes)
+
+
+def _sums(entries) -> tuple[int, int, int]:
+    """(rows, heap bytes, spilled bytes) of ``entries``."""
+    spilled = sum(e.nbytes for e in entries if e.spilled)
+    return sum(e.rows for e in entries), sum(e.nbytes for e in entries) - spilled, spilled
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,12 +78,16 @@ class FlushBatch:
     def rows(self) -> int:
         return sum(e.rows for e in self.entries)
 
+    @property
+    def spilled_seqs(self) -> list[int]:  # unlink their segments, never recycle them
+        return [e.seq for e in self.entries if e.spilled]
+
 
 class TableBuffer:
     """The rows of one table incarnation: *pending* (appended, not yet taken by a flush) and
     *flushing* (taken by the one flush in progress). Changed only through
-    :class:`BufferManager`, under its lock; the row and byte totals are kept as running sums,
-    so the flush policy checked after every ingest is O(1)."""
+    :class:`BufferManager`, under its lock; the row and byte totals are kept as running sums
+    (heap and spilled bytes apart), so the flush policy checked after every ingest is O(1)."""
 
     def __init__(self, name: str, table_id: str, schema: pa.Schema):
         self.name = name
@@ -77,9 +96,10 @@ class TableBuffer:
         self.version = 0  # bumped on every change; keys the cached snapshot
         self._pending: list[BufferEntry] = []
         self._flushing: FlushBatch | None = None
-        self._pending_rows = self._pending_bytes = 0
-        self._flushing_rows = self._flushing_bytes = 0
+        self._pending_rows = self._pending_bytes = self._pending_spilled = 0
+        self._flushing_rows = self._flushing_bytes = self._flushing_spilled = 0
         self._snapshot: tuple[int, pa.Table | None] | None = None
+        self._unspillable: set[int] = set()  # seqs whose segment did not map to the same rows
 
     def __repr__(self) -> str:
         return f"TableBuffer({self.name!r}, rows={self.rows}, flushing={self.flushing_rows})"
@@ -109,15 +129,31 @@ class TableBuffer:
 
     @property
     def nbytes(self) -> int:
+        """Bytes held in memory (spilled entries are not counted)."""
         return self._pending_bytes + self._flushing_bytes
 
     @property
+    def spilled_bytes(self) -> int:
+        """Bytes of spilled entries (memory-mapped WAL segments)."""
+        return self._pending_spilled + self._flushing_spilled
+
+    @property
     def pending_bytes(self) -> int:
-        return self._pending_bytes
+        """Data bytes of the pending rows, spilled or not (the flush policy's measure)."""
+        return self._pending_bytes + self._pending_spilled
 
     def seqs(self) -> list[int]:
         """WAL sequences of every row held (flushing and pending)."""
         return [e.seq for e in (*self.flushing, *self._pending)]
+
+    def spilled_seqs(self) -> list[int]:
+        """WAL sequences of the spilled entries (flushing and pending)."""
+        return [e.seq for e in (*self.flushing, *self._pending) if e.spilled]
+
+    def last_seq(self) -> int | None:
+        """The newest entry's WAL sequence (pending, else flushing)."""
+        newest = self._pending or self.flushing
+        return newest[-1].seq if newest else None
 
     def oldest(self) -> float | None:
         return self._pending[0].created_at if self._pending else None
@@ -133,34 +169,55 @@ class TableBuffer:
         return table
 
     # -- changes (BufferManager only, under its lock) -------------------------------------
-    def _append(self, entry: BufferEntry) -> None:
-        self._pending.append(entry)
-        self._pending_rows += entry.rows
-        self._pending_bytes += entry.nbytes
+    def _changed(self) -> None:
         self.version += 1
+        self._snapshot = None  # do not keep rows (or mapped segments) that left alive
 
-    def _take(self) -> FlushBatch | None:
+    def _add_pending(self, entries, front: bool = False) -> None:
+        rows, heap, spilled = _sums(entries)
+        if front:
+            self._pending[:0] = entries
+        else:
+            self._pending.extend(entries)
+        self._pending_rows += rows
+        self._pending_bytes += heap
+        self._pending_spilled += spilled
+
+    def _append(self, entry: BufferEntry) -> None:
+        self._add_pending([entry])
+        self._changed()
+
+    def _take(self, max_bytes: int) -> FlushBatch | None:
+        """The oldest pending entries, at most ``max_bytes`` of data (at least one entry)."""
         if self._flushing is not None or not self._pending:
             return None
-        batch = FlushBatch(self, tuple(self._pending), self.schema)
+        n, size = 1, self._pending[0].nbytes
+        while n < len(self._pending) and size + self._pending[n].nbytes <= max_bytes:
+            size += self._pending[n].nbytes
+            n += 1
+        taken, rest = self._pending[:n], self._pending[n:]
+        batch = FlushBatch(self, tuple(taken), self.schema)
         self._flushing = batch
-        self._flushing_rows, self._flushing_bytes = self._pending_rows, self._pending_bytes
-        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
-        self.version += 1
+        self._flushing_rows, self._flushing_bytes, self._flushing_spilled = _sums(taken)
+        self._pending = rest
+        self._pending_rows -= self._flushing_rows
+        self._pending_bytes -= self._flushing_bytes
+        self._pending_spilled -= self._flushing_spilled
+        self._changed()
         return batch
+
+    def _end_flush(self) -> None:
+        self._flushing = None
+        self._flushing_rows = self._flushing_bytes = self._flushing_spilled = 0
+        self._changed()
 
     def _settle_upto(self, batch: FlushBatch, seq: int) -> list[BufferEntry]:
         """End ``batch``: entries numbered ``seq`` or less leave, the others are pending again."""
         if self._flushing is not batch:
             return []
         gone = [e for e in batch.entries if e.seq <= seq]
-        back = [e for e in batch.entries if e.seq > seq]
-        self._pending[:0] = back
-        self._pending_rows += sum(e.rows for e in back)
-        self._pending_bytes += sum(e.nbytes for e in back)
-        self._flushing = None
-        self._flushing_rows = self._flushing_bytes = 0
-        self.version += 1
+        self._add_pending([e for e in batch.entries if e.seq > seq], front=True)
+        self._end_flush()
         return gone
 
     def _settle(self, batch: FlushBatch, put_back: bool) -> bool:
@@ -168,28 +225,45 @@ class TableBuffer:
         if self._flushing is not batch:
             return False
         if put_back:
-            self._pending[:0] = batch.entries
-            self._pending_rows += self._flushing_rows
-            self._pending_bytes += self._flushing_bytes
-        self._flushing = None
-        self._flushing_rows = self._flushing_bytes = 0
-        self.version += 1
+            self._add_pending(batch.entries, front=True)
+        self._end_flush()
+        return True
+
+    def _spill_candidate(self) -> BufferEntry | None:
+        """The oldest pending entry still in memory that may be spilled."""
+        for e in self._pending:
+            if not e.spilled and e.seq not in self._unspillable:
+                return e
+        return None
+
+    def _spill(self, entry: BufferEntry, mapped: pa.Table | None) -> bool:
+        """Replace pending ``entry`` by its spilled twin reading ``mapped``; False (and the
+        entry stays in memory for good) when the mapping does not hold the same rows."""
+        try:
+            i = self._pending.index(entry)
+        except ValueError:
+            return False  # taken by a flush (or gone) meanwhile
+        if mapped is None or mapped.num_rows != entry.rows or not mapped.schema.equals(
+                entry.data.schema, check_metadata=True):
+            self._unspillable.add(entry.seq)
+            return False
+        twin = replace(entry, data=mapped, spilled=True)
+        self._pending[i] = twin
+        self._pending_bytes -= entry.nbytes
+        self._pending_spilled += twin.nbytes
+        self._changed()
         return True
 
 
-def _widest(current: pa.Schema, incoming: pa.Schema) -> pa.Schema:
-    """The buffer's schema after an append with ``incoming``. A DoPut that resolved the table
-    before a concurrent writer evolved it appends with the older, narrower schema: the buffer
-    keeps the wider one, or the other writer's new columns would be cut off its buffered rows
-    (queries and the flush conform every entry to the buffer's schema)."""
-    try:
-        return evolve(current, incoming)
-    except InvalidRequest:
-        return incoming
-
-
 class BufferManager:
-    """All table buffers of this node, with backpressure and the size/age flush policy."""
+    """All table buffers of this node, with backpressure, spilling and the size/age flush policy.
+
+    ``max_bytes``: in-memory bytes per table before a flush is due (twice that is the capacity
+    bound of :meth:`over_capacity`, and the most one flush takes is about that much);
+    ``max_spill_bytes``: spilled bytes allowed in all tables (0: no spilling);
+    ``spill_source``: a WAL segment's rows, memory-mapped, by sequence (raises ``OSError`` or
+    ``pa.ArrowInvalid`` when it cannot).
+    """
 
     def __init__(
         self,
@@ -197,10 +271,14 @@ class BufferManager:
         default_interval: float,
         max_bytes: int,
         clock: Callable[[], float] = time.monotonic,
+        max_spill_bytes: int = 0,
+        spill_source: Callable[[int], pa.Table] | None = None,
     ):
         self.default_rows = default_rows
         self.default_interval = default_interval
         self.max_bytes = max_bytes
+        self.max_spill_bytes = max_spill_bytes if spill_source is not None else 0
+        self._spill_source = spill_source
         self._clock = clock
         self._buffers: dict[str, TableBuffer] = {}
         self._lock = threading.RLock()
@@ -241,7 +319,7 @@ class BufferManager:
                 buf = TableBuffer(name, table_id, schema)
                 self._buffers[name] = buf
             elif not buf.schema.equals(schema):
-                wider = _widest(buf.schema, schema)
+                wider = widest(buf.schema, schema)
                 if wider is not buf.schema:
                     buf.schema = wider
                     buf.version += 1
@@ -261,11 +339,13 @@ class BufferManager:
     # discard_dropped when the catalog confirmed the table is gone. Only those two ends
     # drop rows from memory; the WAL segments go with them (persist.py).
     def take_for_flush(self, name: str) -> FlushBatch | None:
-        """The table's pending rows as a batch, or None (nothing pending, or a flush of the
-        table is already in progress)."""
+        """The table's oldest pending rows as a batch of about ``max_bytes`` at most (at least
+        one entry; entries are in WAL sequence order, so the batch is a prefix: its highest
+        sequence covers exactly its entries), or None (nothing pending, or a flush of the table
+        is already in progress)."""
         with self._lock:
             buf = self._buffers.get(name)
-            return buf._take() if buf is not None else None
+            return buf._take(self.max_bytes) if buf is not None else None
 
     def put_back(self, batch: FlushBatch) -> None:
         """The flush failed: the rows are pending again, ahead of rows that arrived since."""
@@ -308,26 +388,43 @@ class BufferManager:
             return sorted(self._buffers)
 
     def total_bytes(self) -> int:
+        """Bytes buffered in memory (spilled entries are not counted)."""
         with self._lock:
             return sum(b.nbytes for b in self._buffers.values())
+
+    def spilled_bytes(self) -> int:
+        """Bytes of buffered rows read from memory-mapped WAL segments."""
+        with self._lock:
+            return sum(b.spilled_bytes for b in self._buffers.values())
+
+    def last_seq(self, name: str) -> int | None:
+        """The WAL sequence of the table's newest buffered row (None: nothing buffered)."""
+        with self._lock:
+            buf = self._buffers.get(name)
+            return buf.last_seq() if buf is not None else None
 
     def due(self) -> list[str]:
         """Tables whose pending rows reached their size limit or age limit.
 
         While a DoPut stream is writing into a table, its size and age limits wait for the
-        stream to end (a burst is acknowledged at WAL speed, not at Parquet-encoding speed);
-        the byte limit does not wait, so memory stays bounded during long streams.
+        stream to end (a burst is acknowledged at WAL speed, not at Parquet-encoding speed).
+        So does the byte limit while spilling keeps memory bounded instead: the rows spill
+        (the table is under the capacity bound) and under half of ``max_spill_bytes`` are
+        spilled in all; past that a long stream is flushed as it goes.
         """
         now = self._clock()
         out = []
         with self._lock:
+            spill_room = self.max_spill_bytes > 0 and 2 * self.spilled_bytes() < self.max_spill_bytes
             for name, buf in self._buffers.items():
                 if not buf.pending_rows:
                     continue
-                if buf.pending_bytes >= self.max_bytes:
+                streaming = bool(self._streams.get(name))
+                if buf.pending_bytes >= self.max_bytes and not (
+                        streaming and spill_room and buf.nbytes < 2 * self.max_bytes):
                     out.append(name)
                     continue
-                if self._streams.get(name):
+                if streaming:
                     continue
                 rows, interval = self.limits(name)
                 oldest = buf.oldest()
@@ -336,10 +433,31 @@ class BufferManager:
         return out
 
     def over_capacity(self, name: str) -> bool:
-        """Backpressure: too much unflushed data in one table (the flusher is behind)."""
+        """Too much unflushed data of one table in memory (the flusher is behind)."""
         with self._lock:
             buf = self._buffers.get(name)
             return buf is not None and buf.nbytes >= 2 * self.max_bytes
+
+    def make_room(self, name: str) -> bool:
+        """Spill the table's oldest pending entries (mapped outside the lock, swapped under it)
+        until it is under the capacity bound; False when it stays over it (spilling off, the
+        spill bound reached, nothing left to spill): the writer then waits (:meth:`wait_capacity`)."""
+        while True:
+            with self._lock:
+                buf = self._buffers.get(name)
+                if buf is None or buf.nbytes < 2 * self.max_bytes:
+                    return True
+                entry = buf._spill_candidate() if self.max_spill_bytes > 0 else None
+                if entry is None or self.spilled_bytes() + entry.nbytes > self.max_spill_bytes:
+                    return False
+            try:
+                mapped = self._spill_source(entry.seq)
+            except (OSError, pa.ArrowException):
+                mapped = None
+            with self._lock:
+                if self._buffers.get(name) is buf:  # not dropped meanwhile
+                    buf._spill(entry, mapped)
+                self.changed.notify_all()
 
     # -- streams -----------------------------------------------------------------------
     def stream_started(self, name: str) -> None:
@@ -361,5 +479,13 @@ class BufferManager:
             return bool(self._streams.get(name))
 
     def wait_capacity(self, name: str, timeout: float) -> bool:
-        with self._lock:
-            return self.changed.wait_for(lambda: not self.over_capacity(name), timeout=timeout)
+        """Wait until the table is under the capacity bound (a flush ended, or spilling is
+        possible again); False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.make_room(name):
+            with self._lock:
+                if (left := deadline - time.monotonic()) <= 0:
+                    return False
+                if self.over_capacity(name):  # woken by any change (a flush settled, rows dropped)
+                    self.changed.wait(timeout=min(left, 1.0))
+        return True

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .config_values import coerce_value
 
 
 class ConfigError(ValueError):
@@ -91,7 +92,10 @@ class RedisSettings:
 class BufferSettings:
     size: int = 1_000_000  # rows per table before a flush
     flush_interval: float = 60.0  # seconds
-    max_bytes: int = 256 * 1024 * 1024  # bytes per table before a flush
+    max_bytes: int = 256 * 1024 * 1024  # in-memory bytes per table before a flush (x2: writers spill/wait)
+    # bytes of buffered rows (all tables) read from their memory-mapped WAL segments instead of
+    # held in memory, before writers wait for the flusher; 0: never spill (see buffer.py)
+    max_spill_bytes: int = 8 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -229,11 +233,6 @@ class Settings:
 
 ENV_PREFIX = "MINIODB_"
 ENV_ALIASES = {"MINIODB_REDIS_SENTINEL_ADDERS": "redis.sentinel.addrs"}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.I)
-_SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
-               "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
-_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def leaf_paths(cls: type = Settings, prefix: str = "") -> dict[str, type]:
@@ -257,55 +256,9 @@ def env_name(path: str) -> str:
 def _coerce(path: str, tp: Any, value: Any) -> Any:
     """Convert a YAML/env/CLI value to the field type, or raise ConfigError naming ``path``."""
     try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            s = str(value).strip().lower()
-            if s in ("1", "true", "yes", "on"):
-                return True
-            if s in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(f"not a boolean: {value!r}")
-        if tp is int:
-            if isinstance(value, bool):
-                raise ValueError(f"not an integer: {value!r}")
-            if isinstance(value, int):
-                return value
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            s = str(value).strip().replace("_", "")
-            if "bytes" in path.lower():
-                m = _SIZE.match(s)
-                if m:
-                    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower() or None])
-            return int(s)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError(f"not a number: {value!r}")
-            if isinstance(value, int | float):
-                return float(value)
-            m = _DURATION.match(str(value))
-            if not m:
-                raise ValueError(f"not a number or duration: {value!r}")
-            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        if tp is str:
-            if isinstance(value, dict | list):
-                raise ValueError(f"not a string: {value!r}")
-            return "" if value is None else str(value)
-        origin = typing.get_origin(tp)
-        if origin is tuple:
-            if value is None:
-                return ()
-            if isinstance(value, str):
-                return tuple(p.strip() for p in value.split(",") if p.strip())
-            if isinstance(value, list | tuple):
-                return tuple(str(v) for v in value)
-            raise ValueError(f"not a list: {value!r}")
-        if origin in (types.UnionType, typing.Union):
-            raise ValueError("unsupported union")
+        return coerce_value(path, tp, value)
     except ValueError as exc:
         raise ConfigError(f"setting {path!r}: {exc}") from exc
-    raise ConfigError(f"setting {path!r}: unsupported type {tp!r}")
 
 
 def _flatten_yaml(data: Mapping[str, Any], known: dict[str, type], prefix: str = "") -> dict[str, Any]:
@@ -468,6 +421,10 @@ def _validate(s: Settings) -> None:
         bad("buffer.size", "must be positive")
     if s.buffer.flush_interval <= 0:
         bad("buffer.flush_interval", "must be positive")
+    if s.buffer.max_bytes <= 0:
+        bad("buffer.max_bytes", "must be positive")
+    if s.buffer.max_spill_bytes < 0:
+        bad("buffer.max_spill_bytes", "must be zero (no spilling) or more bytes")
     for path, value in (("ingest.dedup_window", s.ingest.dedup_window),
                         ("ingest.dedup_claim_ttl", s.ingest.dedup_claim_ttl), ("ingest.dedup_wait", s.ingest.dedup_wait)):
         if value <= 0:

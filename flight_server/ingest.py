@@ -123,7 +123,7 @@ class Ingestor:
             self._live.pop(name, None)
             buf = self.buffers.remove(name)
         if buf is not None:
-            self.wal.remove(buf.seqs())
+            self.wal.remove(buf.seqs(), mapped=buf.spilled_seqs())
 
     def resolve_for_write(self, name: str, schema: pa.Schema, mode: str) -> TableInfo:
         """The table to write ``schema`` data into, created/replaced/evolved as ``mode`` says."""
@@ -337,6 +337,7 @@ class Ingestor:
             for seg, (_, data) in zip(segments, sealed, strict=True):
                 self.buffers.append(info.name, info.table_id, schema, BufferEntry(seg.seq, data, now, batch_id))
         sealed[-1][0].durable()  # one directory fsync covers every rename before it
+        self.buffers.make_room(info.name)
         rows = sum(data.num_rows for _, data in sealed)
         nbytes = sum(data.nbytes for _, data in sealed)
         self.rows_total += rows
@@ -345,7 +346,8 @@ class Ingestor:
         return rows, nbytes
 
     def _wait_for_capacity(self, name: str) -> None:
-        if self.buffers.over_capacity(name):
+        """Before a new chunk: spill buffered rows to their WAL segments, or wait for the flusher."""
+        if self.buffers.over_capacity(name) and not self.buffers.make_room(name):
             self.on_appended(name)  # make sure the flusher is on it
             if not self.buffers.wait_capacity(name, self.backpressure_timeout):
                 raise Unavailable(f"table {name!r} has too much unflushed data; flushes are failing")
@@ -366,6 +368,7 @@ class Ingestor:
             self.buffers.append(info.name, info.table_id, schema,
                                 BufferEntry(segment.seq, data, self._clock(), batch_id))
         writer.durable()  # before the acknowledgement; outside the lock so others can share it
+        self.buffers.make_room(info.name)  # past the capacity bound: spill the oldest rows to their segments
         self.rows_total += data.num_rows
         self.bytes_total += data.nbytes
         self.on_appended(info.name)
@@ -423,6 +426,7 @@ class Ingestor:
             self._activate(info)
             self.buffers.append(info.name, info.table_id, info.schema,
                                 BufferEntry(seg.seq, data, self._clock(), seg.batch_id))
+            self.buffers.make_room(info.name)  # a long WAL replays into memory-mapped segments
             if seg.batch_id:
                 finished[seg.batch_id] = finished.get(seg.batch_id, 0) + data.num_rows
             replayed += data.num_rows

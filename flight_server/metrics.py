@@ -78,6 +78,8 @@ class Metrics:
         self.ingest_bytes = Counter("miniodb_ingest_bytes", "Arrow bytes acknowledged", ["table"], registry=r)
         self.buffer_rows = Gauge("miniodb_buffer_rows", "Rows buffered (not yet in Parquet)", ["table"], registry=r)
         self.wal_bytes = Gauge("miniodb_wal_bytes", "Bytes in WAL segments", registry=r)
+        self.buffer_spilled_bytes = Gauge("miniodb_buffer_spilled_bytes", "Buffered bytes read from memory-mapped "
+                                          "WAL segments instead of held in memory", registry=r)
         self.flush_duration = Histogram("miniodb_flush_duration_seconds", "Buffer flush time",
                                         buckets=FLUSH_BUCKETS, registry=r)
         self.objects_written = Counter("miniodb_objects_written", "Parquet objects written", registry=r)

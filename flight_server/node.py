@@ -124,7 +124,8 @@ class Node:
                                      node_id=self.node_id, version=self.version)
         self.wal = WriteAheadLog(s.wal_dir, sync=s.wal.sync == "always",
                                  recycle_bytes=s.wal.recycle_bytes)
-        self.buffers = BufferManager(s.buffer.size, s.buffer.flush_interval, s.buffer.max_bytes)
+        self.buffers = BufferManager(s.buffer.size, s.buffer.flush_interval, s.buffer.max_bytes,
+                                     max_spill_bytes=s.buffer.max_spill_bytes, spill_source=self.wal.map_segment)
         self.file_cache = FileCache(self.store, s.cache_dir, s.query.file_cache_bytes)
         crash = self.faults = CrashPoints(s.debug.crash_at)
         self.wal.fault = crash
@@ -239,6 +240,7 @@ class Node:
 
     def _refresh_gauges(self) -> None:
         self.metrics.wal_bytes.set(self.wal.total_bytes)
+        self.metrics.buffer_spilled_bytes.set(self.buffers.spilled_bytes())
         rows = {}
         for name in self.buffers.names():
             buf = self.buffers.get(name)

@@ -114,11 +114,27 @@ class Flusher:
 
     # -- one table ---------------------------------------------------------------------
     def flush_table(self, name: str) -> FlushResult:
+        """Flush every row buffered now, one file per chunk of about ``buffer.max_bytes`` (so
+        one flush never holds more than that of spilled, memory-mapped rows in memory). A
+        flush of the table in progress is waited for (the table's flush lock)."""
+        upto = self.buffers.last_seq(name)
+        total = FlushResult(name)
+        while upto is not None:
+            result, last = self._flush_chunk(name)
+            total = FlushResult(name, total.rows + result.rows, total.files + result.files,
+                                total.bytes + result.bytes, total.seconds + result.seconds)
+            if last is None or last >= upto:
+                break
+        return total
+
+    def _flush_chunk(self, name: str) -> tuple[FlushResult, int | None]:
+        """Flush the oldest pending rows (:meth:`BufferManager.take_for_flush`); the result
+        and the highest WAL sequence committed (None: nothing was)."""
         started = time.perf_counter()
         with self._lock_for(name):
             batch = self.buffers.take_for_flush(name)
             if batch is None:
-                return FlushResult(name)
+                return FlushResult(name), None
             table_id, schema = batch.table_id, batch.schema
             key = None
             committing = False
@@ -157,7 +173,7 @@ class Flusher:
                                                    operation="flush")
                     except WatermarkFenced as fenced:
                         committing = False
-                        return self._fenced(batch, key, tmp, fenced.watermark)
+                        return self._fenced(batch, key, tmp, fenced.watermark), None
                     self.faults("metadata_committed")
                     self.faults("commit_reply_lost")
                     committing = False
@@ -170,9 +186,9 @@ class Flusher:
                     if key:
                         self._delete_quietly([key])
                     self._forget_uncertain(name)
-                    self.wal.remove(batch.seqs)
+                    self.wal.remove(batch.seqs, mapped=batch.spilled_seqs)
                     log.info("flush of %s abandoned: the table was dropped (%s)", name, exc)
-                    return FlushResult(name)
+                    return FlushResult(name), None
                 if committing and key:
                     self._uncertain[name] = (table_id, settle | {key})
                     self.catalog.hide(name, [key])
@@ -192,13 +208,14 @@ class Flusher:
             if tmp.exists():
                 self.file_cache.adopt(key, tmp)
                 tmp.unlink(missing_ok=True)
-            self.wal.remove(batch.seqs)  # after the durable commit (the watermark covers them)
+            # after the durable commit (the watermark covers them); spilled ones are unlinked
+            self.wal.remove(batch.seqs, mapped=batch.spilled_seqs)
             self._failures.pop(name, None)
             self.last_error.pop(name, None)
             result = FlushResult(name, data.num_rows, 1, size, time.perf_counter() - started)
             log.info("flushed %s: %d rows, %d bytes -> %s", name, result.rows, size, key)
             self.on_flushed(result)
-            return result
+            return result, max(batch.seqs)
 
     def _fenced(self, batch, key: str, tmp: Path, watermark: int) -> FlushResult:
         """Rows up to ``watermark`` were committed by another node (adoption): they leave the
@@ -206,7 +223,8 @@ class Flusher:
         tmp.unlink(missing_ok=True)
         gone = self.buffers.settle_committed_elsewhere(batch, watermark)
         self._delete_quietly([key])
-        self.wal.remove([e.seq for e in gone])  # the watermark is a durable commit of these rows
+        # the watermark is a durable commit of these rows
+        self.wal.remove([e.seq for e in gone], mapped=[e.seq for e in gone if e.spilled])
         log.warning("flush of %s: %d rows up to WAL sequence %d were committed already by another node "
                     "(this node's mirrored WAL was adopted); they are dropped here", batch.name,
                     sum(e.rows for e in gone), watermark)

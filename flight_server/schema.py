@@ -119,6 +119,17 @@ def evolve(table_schema: pa.Schema, incoming: pa.Schema) -> pa.Schema:
     return table_schema if out.equals(table_schema) else out
 
 
+def widest(current: pa.Schema, incoming: pa.Schema) -> pa.Schema:
+    """A table buffer's schema after an append with ``incoming``. A DoPut that resolved the table
+    before a concurrent writer evolved it appends with the older, narrower schema: the buffer
+    keeps the wider one, or the other writer's new columns would be cut off its buffered rows
+    (queries and the flush conform every entry to the buffer's schema)."""
+    try:
+        return evolve(current, incoming)
+    except InvalidRequest:
+        return incoming
+
+
 def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
     """``data`` with exactly ``schema``'s columns (added as nulls, cast, reordered); no copy if equal."""
     if data.schema.equals(schema, check_metadata=False):

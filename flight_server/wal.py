@@ -30,6 +30,9 @@ that are already allocated (and usually still in the page cache) costs the kerne
 of what a fresh file does: no block allocation, no new page-cache pages, and fdatasync has no
 allocation to journal. Free files are never read; a crash while one is being overwritten
 leaves a ``pending-*.tmp`` that is removed at start like any other unacknowledged segment.
+A segment whose rows the buffer spilled (:meth:`WriteAheadLog.map_segment`, a memory-mapped
+read that a query may still hold) is never recycled: ``remove(seqs, mapped=...)`` unlinks it
+(an unlinked file stays valid under its mappings; an overwritten one would not).
 """
 
 from __future__ import annotations
@@ -390,10 +393,23 @@ class WriteAheadLog:
             table = pa.ipc.open_stream(src).read_all()
         return _user_data(table)
 
+    def map_segment(self, seq: int) -> pa.Table:
+        """Segment ``seq``'s rows as a zero-copy read of its memory-mapped file (the mapping
+        lives as long as the table's buffers), without the completion marker's empty batch.
+        Raises ``OSError``/``pa.ArrowInvalid`` when the segment is missing or unreadable.
+        Its file must then be removed with ``mapped`` (never recycled)."""
+        with pa.memory_map(str(self._path(seq))) as src:
+            reader = pa.ipc.open_stream(src)
+            table = pa.Table.from_batches([b for b in reader if b.num_rows], schema=reader.schema)
+        return _user_data(table)
+
     # -- truncate ----------------------------------------------------------------------
-    def remove(self, seqs: Iterable[int]) -> None:
-        """Drop persisted (or abandoned) segments; the floor keeps their numbers retired."""
+    def remove(self, seqs: Iterable[int], mapped: Iterable[int] = ()) -> None:
+        """Drop persisted (or abandoned) segments; the floor keeps their numbers retired.
+        ``mapped``: those of ``seqs`` that may be memory-mapped (spilled buffer entries): they
+        are unlinked, never recycled, so a query holding their rows still reads them."""
         seqs = sorted(set(seqs))
+        mapped = set(mapped)
         if not seqs:
             return
         with self._lock:
@@ -404,7 +420,10 @@ class WriteAheadLog:
             with self._lock:
                 size = self._sizes.pop(seq, 0)
                 self._bytes -= size
-            self._retire(self._path(seq), size)
+            if seq in mapped:
+                self._path(seq).unlink(missing_ok=True)
+            else:
+                self._retire(self._path(seq), size)
             if i == 0:
                 self.fault("wal_remove")
         if self.sync:

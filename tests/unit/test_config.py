@@ -79,6 +79,16 @@ def test_durations_and_sizes():
     assert s.buffer.max_bytes == 64 * 1024 * 1024
 
 
+def test_buffer_spill_bound():
+    assert load_settings(environ={}).buffer.max_spill_bytes == 8 * 1024**3
+    assert load_settings(environ={"MINIODB_BUFFER_MAX_SPILL_BYTES": "0"}).buffer.max_spill_bytes == 0  # off
+    assert load_settings(environ={"MINIODB_BUFFER_MAX_SPILL_BYTES": "2GiB"}).buffer.max_spill_bytes == 2 * 1024**3
+    with pytest.raises(ConfigError, match=r"buffer\.max_spill_bytes"):
+        load_settings(environ={"MINIODB_BUFFER_MAX_SPILL_BYTES": "-1"})
+    with pytest.raises(ConfigError, match=r"buffer\.max_bytes"):
+        load_settings(environ={"MINIODB_BUFFER_MAX_BYTES": "0"})
+
+
 def test_settings_are_frozen():
     s = load_settings(environ={})
     with pytest.raises(AttributeError):
