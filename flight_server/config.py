@@ -126,7 +126,7 @@ class QuerySettings:
     memory_limit: str = ""  # e.g. "4GB"; empty: DuckDB default
     batch_rows: int = 262144  # most rows per result batch; fewer when a batch would pass max_batch_bytes
     max_batch_bytes: int = 4 * 1024 * 1024
-    hot_table_bytes: int = 48 * 1024 * 1024  # tables with at most this much Parquet (LZ4) are also kept in memory
+    hot_table_bytes: int = 64 * 1024 * 1024  # tables with at most this much Parquet (LZ4; ~3M narrow rows) are also kept in memory
     hot_cache_bytes: int = 256 * 1024 * 1024  # memory for those copies in all (0: off)
 
 
