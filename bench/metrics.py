@@ -144,6 +144,11 @@ define("time_range_query_p50_ms", "ms", LOWER,
 define("time_range_query_vs_duckdb", "x", LOWER,
        "one-day time range p50 through ADBC / p50 of DuckDB in-process over the node's own Parquet files", 1.0,
        "selective #19")
+define("new_text_query_floor_ms", "ms", LOWER,
+       "p50 of a trivial query whose text changes every call (SELECT k WHERE k > 0) over ADBC against the minimal "
+       "Flight SQL server (DuckDB in memory, prepared statements): what the protocol alone costs a lookup with a "
+       "new literal (ADBC: ClosePreparedStatement + CreatePreparedStatement + GetFlightInfo + DoGet)",
+       None, "selective #19")
 define("memory_ingest_rows_per_s", "rows/s", HIGHER, "rows/s of the memory workload's ingest")
 
 

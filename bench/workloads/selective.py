@@ -11,7 +11,9 @@ interleaved with DuckDB in-process over the node's own Parquet files.
   The table declares ``sort_key = 'ts'``.
 
 Named results: ``point_query_p50_ms``, ``point_query_vs_duckdb``, ``time_range_query_p50_ms``
-and ``time_range_query_vs_duckdb`` (p50 over all calls of MinIODB / p50 of DuckDB's).
+and ``time_range_query_vs_duckdb`` (p50 over all calls of MinIODB / p50 of DuckDB's), and
+``new_text_query_floor_ms``: the same ADBC client against the minimal Flight SQL server with a
+new trivial text every call (what the protocol alone costs a lookup whose literal changes).
 Answers are compared on the warm-up call of every shape.
 """
 
@@ -135,6 +137,31 @@ def _shape(b: Bench, duck: DuckDBLocal, key: str, title: str, sqls: list[str]) -
     return ours, base
 
 
+def _protocol_floor(b: Bench) -> None:
+    """The same ADBC client against the minimal Flight SQL server, a new text every call:
+    the floor under ``point_query_p50_ms`` that no server behind this protocol goes below."""
+    import adbc_driver_flightsql.dbapi as dbapi
+
+    info = b.service("minimal_flightsql_minimal", "bench.baselines.minimal_flightsql", "--prepared", "minimal")
+    m = b.results.add(Measurement("new_text_floor", "trivial query, new text every call", "minimal_flightsql",
+                                  "minimal Flight SQL (DuckDB) · ADBC, new text each call",
+                                  ratios=["new_text_query_floor_ms"]))
+    with dbapi.connect(info["uri"], autocommit=True) as conn, conn.cursor() as cur:
+        for r in range(b.opts.repeat + 1):
+            lat = []
+            for i in range(CALLS):
+                k = r * CALLS + i + 1
+                started = time.perf_counter()
+                cur.execute(f"SELECT {k} AS k WHERE {k} > 0")
+                cur.fetch_arrow_table()
+                lat.append(time.perf_counter() - started)
+            if r:  # the first round warms the connection up
+                m.latencies.append(lat)
+                m.seconds.append(sum(lat))
+    b.report(m)
+    b.results.set("new_text_query_floor_ms", m.latency(50) * 1000)
+
+
 def _table(sql: str) -> str:
     return LINEITEM if LINEITEM in sql else EVENTS
 
@@ -158,5 +185,6 @@ def run(b: Bench) -> None:
             duck.view(t, b.parquet_files(t))
         _shape(b, duck, "point_query", "point lookup (lineitem, l_orderkey = k)", point_sqls)
         _shape(b, duck, "time_range_query", "one day of a year of events", range_sqls)
+        _protocol_floor(b)
     finally:
         duck.close()
