@@ -3,7 +3,8 @@ Arrow's Parquet reader instead of DuckDB.
 
 A plain scan returns every row of the table as stored, so the work is decoding Parquet into
 Arrow; Arrow's reader does that faster than DuckDB's scan plus its Arrow export (10M rows x 4
-numeric columns: about 0.16 s against 0.28 s on this machine). :func:`plain_scan` recognises the
+numeric columns: about 0.16 s against 0.28 s on this machine). The result is streamed with no
+extra copy either way (:mod:`..flightsql.streaming`). :func:`plain_scan` recognises the
 shape once per statement text, on DuckDB's own parse tree (``json_serialize_sql``): exactly one
 SELECT node over one base table of schema ``main`` with no table column aliases, a select list
 of ``*`` (no EXCLUDE / REPLACE / COLUMNS) or of plain column references (optionally aliased),
@@ -23,7 +24,12 @@ exactly the normal path's answer, and falls back (returns None) otherwise:
   cached per statement and table column types): no cast between file and table types.
 
 Rows come in file order, then the buffer snapshot (as the normal path's ``UNION ALL``), in
-batches of the engine's size (:func:`~.engine.batch_rows_for`), relabelled to that schema.
+batches of the engine's size (:func:`~.engine.batch_rows_for`), relabelled (zero-copy) to that
+schema. Files are read one at a time with ``ParquetFile.iter_batches``: measured on 2 shared
+cores against ``pyarrow.dataset`` (10M rows, node process, pyarrow.flight client), the dataset's
+readahead threads cost 25-50% more node CPU (thread-pool waits) for no gain in wall time, while
+per-file iteration uses less CPU than DuckDB's scan (about 0.19 s user time against 0.22 s per
+10M rows served, 0.075 s against 0.14 s per 4M rows read in-process).
 """
 
 from __future__ import annotations
@@ -35,8 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from clients.errors import Cancelled
 
@@ -126,8 +131,6 @@ class PlainScans:
         self.use_threads = use_threads
         self._schemas: dict[tuple, pa.Schema] = {}
         self._lock = threading.Lock()
-        self._format = ds.ParquetFileFormat()
-        self._fs = pafs.LocalFileSystem()
         self.enabled = True
         self.count = 0
 
@@ -195,29 +198,19 @@ class PlainScans:
                  stop: _Stop) -> Iterator[pa.RecordBatch]:
         unique = list(dict.fromkeys(names))
         index = [unique.index(n) for n in names]
-        reader = None
         try:
-            if rt.paths:
-                file_schema = pa.schema([(n, schema.field(names.index(n)).type) for n in unique])
-                dataset = ds.FileSystemDataset.from_paths(rt.paths, schema=file_schema, format=self._format,
-                                                          filesystem=self._fs)
-                reader = dataset.scanner(columns=unique, batch_size=batch_rows,
-                                         use_threads=self.use_threads).to_reader()
-                for batch in reader:
-                    if stop.cancelled.is_set():
-                        raise Cancelled("query cancelled")
-                    yield pa.RecordBatch.from_arrays([batch.column(i) for i in index], schema=schema)
-                reader.close()
-                reader = None
+            for path in rt.paths:  # one file at a time: see the module doc (no dataset readahead)
+                with pq.ParquetFile(path) as file:
+                    for batch in file.iter_batches(batch_size=batch_rows, columns=unique, use_threads=self.use_threads):
+                        if stop.cancelled.is_set():
+                            raise Cancelled("query cancelled")
+                        yield pa.RecordBatch.from_arrays([batch.column(i) for i in index], schema=schema)
             if rt.buffer is not None and rt.buffer.num_rows:
-                buffer = rt.buffer.select(names)
-                for batch in _rebatched(buffer, batch_rows):
+                for batch in _rebatched(rt.buffer.select(names), batch_rows):
                     if stop.cancelled.is_set():
                         raise Cancelled("query cancelled")
                     yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
         finally:
-            if reader is not None:
-                reader.close()
             stop.release()
 
 
