@@ -121,7 +121,7 @@ class PlainScans:
     """Opens the fast-path reader of a plain scan when it is exactly the normal path's answer.
 
     ``expected(statement, table)``: the normal path's result schema of the statement over the
-    table's columns (a schema-only execution). ``count``: scans served (a test hook)."""
+    table's columns (a schema-only execution). ``enabled = False`` forces the normal path."""
 
     def __init__(self, file_schemas: Any, expected: Callable[[Any, Any], pa.Schema],
                  batch_rows: Callable[[Sequence[str]], int], use_threads: bool = True):
@@ -132,7 +132,6 @@ class PlainScans:
         self._schemas: dict[tuple, pa.Schema] = {}
         self._lock = threading.Lock()
         self.enabled = True
-        self.count = 0
 
     def _schema(self, st: Any, rt: Any) -> pa.Schema | None:
         key = (st.digest, rt.name.lower(), tuple(rt.columns))
@@ -182,7 +181,6 @@ class PlainScans:
         stop = _Stop(rt.release)
         rt.release = stop.release  # the engine's close and the reader's end: released once
         gen = self._batches(rt, names, expected, batch_rows, stop)
-        self.count += 1
 
         def close() -> None:
             stop.cancelled.set()
