@@ -29,7 +29,8 @@ schema. Files are read one at a time with ``ParquetFile.iter_batches``: measured
 cores against ``pyarrow.dataset`` (10M rows, node process, pyarrow.flight client), the dataset's
 readahead threads cost 25-50% more node CPU (thread-pool waits) for no gain in wall time, while
 per-file iteration uses less CPU than DuckDB's scan (about 0.19 s user time against 0.22 s per
-10M rows served, 0.075 s against 0.14 s per 4M rows read in-process).
+10M rows served, 0.075 s against 0.14 s per 4M rows read in-process). The files are memory-mapped
+(they are immutable and pinned for the query): 0.15 s of CPU instead of 0.195 s to decode 10M rows.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ class PlainScans:
         index = [unique.index(n) for n in names]
         try:
             for path in rt.paths:  # one file at a time: see the module doc (no dataset readahead)
-                with pq.ParquetFile(path) as file:
+                with pq.ParquetFile(path, memory_map=True) as file:  # immutable, pinned: no read copy
                     for batch in file.iter_batches(batch_size=batch_rows, columns=unique, use_threads=self.use_threads):
                         if stop.cancelled.is_set():
                             raise Cancelled("query cancelled")
