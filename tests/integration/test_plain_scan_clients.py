@@ -117,3 +117,31 @@ def test_cancel_a_long_plain_scan(server):
     assert isinstance(translate(exc.value), errors.Cancelled)
     assert c.query("SELECT count(*) AS n FROM pscan_big").column("n").to_pylist() == [3_000_000]
     assert c.query("SELECT * FROM pscan_big").num_rows == 3_000_000  # the node is fine afterwards
+
+
+@pytest.mark.redis
+@pytest.mark.s3
+@pytest.mark.parametrize("shape", ["fan-out", "local-read"])
+def test_cluster_plain_scan_equals_the_normal_path(shape, node_factory, redis_server, redis_prefix, moto_server,
+                                                   s3_bucket):
+    from tests.fixtures.helpers import wait_for_live_nodes
+    from tests.integration.test_cluster_queries import SHAPES, cluster_env
+
+    nodes = [node_factory(env={**cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}",
+                                             **SHAPES[shape]), "MINIODB_QUERY_HOT_TABLE_BYTES": "0"},
+                          name=f"n{i}") for i in range(2)]
+    a, b = nodes
+    with a.client() as ca, b.client() as cb:
+        wait_for_live_nodes(ca, 2)
+        ca.ingest("cps", _rows(0, 4000))
+        ca.flush()
+        cb.ingest("cps", _rows(4000, 3000))
+        cb.flush()
+        ca.ingest("cps", _rows(7000, 500))  # buffered on a
+        cb.ingest("cps", _rows(7500, 300))  # buffered on b
+        for c in (ca, cb):
+            got = c.query("SELECT * FROM cps").sort_by("id")
+            want = c.query("SELECT * FROM cps WHERE true").sort_by("id")
+            assert got.num_rows == 7800
+            assert got.schema.equals(want.schema) and got.equals(want)
+    assert _scans(a) >= 1 and _scans(b) >= 1  # each coordinator's own part was a plain scan
