@@ -244,3 +244,17 @@ def test_query_log_counts_a_plain_scan(node):
     r.close()
     rec = r.record
     assert (rec.files_scanned, rec.buffer_rows, rec.rows, rec.status) == (1, 100, 3100, "finished")
+
+
+def test_a_hot_table_is_read_from_its_in_memory_copy(tmp_path):
+    overrides = {"server.data_dir": str(tmp_path), "server.grpc_port": 0, "server.rest_port": 0,
+                 "server.metrics_port": 0, "server.host": "127.0.0.1", "query.cache_enabled": False}
+    n = Node(load_settings(None, overrides, environ={})).start()
+    try:
+        _put(n, "small", _mixed(0, 300))
+        _same(n, "SELECT * FROM small")  # the copy is made in the background; the files are read now
+        n.engine.hot.wait_idle()
+        assert n.engine.hot.stats()["builds"] == 1
+        _same(n, "SELECT * FROM small", expect_fast=False)  # the hot copy, in DuckDB
+    finally:
+        n.stop()
