@@ -63,6 +63,8 @@ class Metrics:
         self.query_rows = Counter("miniodb_query_rows", "Rows returned by queries", registry=r)
         self.query_bytes = Counter("miniodb_query_bytes", "Arrow bytes returned by queries", registry=r)
         self.query_cache_hit = Counter("miniodb_query_cache_hit", "Query result cache hits", registry=r)
+        self.query_plain_scans = Counter("miniodb_query_plain_scans", "Plain scans (every row of one table, no "
+                                         "filter) streamed by Arrow's Parquet reader instead of DuckDB", registry=r)
         self.query_cache_miss = Counter("miniodb_query_cache_miss", "Query result cache misses", registry=r)
         self.query_cache_shared_hit = Counter("miniodb_query_cache_shared_hit",
                                               "Query result cache hits served from the shared (Redis) level",

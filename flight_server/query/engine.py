@@ -33,6 +33,7 @@ from .cursors import CursorPool
 from .direct import DirectRuns
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
+from .plain_scan import PlainScans
 from .statement import Statement, as_statement
 
 log = logging.getLogger("miniodb.query")
@@ -168,6 +169,10 @@ class FileSchemas:
                 self._shared.clear()
         return schema
 
+    def columns(self, path: str) -> tuple | None:
+        """``((name, Arrow type as text), ...)`` of a file (None: unreadable here)."""
+        return self._schema(path)
+
     def uniform(self, paths: Sequence[str]) -> bool:
         """True when all ``paths`` have one and the same schema (known)."""
         first = None
@@ -219,6 +224,8 @@ class QueryEngine:
         self.file_schemas = FileSchemas()
         self.direct = DirectRuns()  # shapes whose result needs no type mapping: one DuckDB step (direct.py)
         self.hot = HotTables(self._db, hot_table_bytes, hot_cache_bytes, self._file_select)
+        self.plain_scans = PlainScans(self.file_schemas, self._plain_schema, lambda types: batch_rows_for(
+            types, self.batch_rows, self.max_batch_bytes))
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._db.cursor()
@@ -257,10 +264,13 @@ class QueryEngine:
         pool = self._schema_cursors if schema_only else self._cursors
         cur, views = pool.take()
         resolved: list[ResolvedTable] = []
-        state = {"closed": False, "reuse": True, "reader": None}
+        state: dict[str, Any] = {"closed": False, "reuse": True, "reader": None, "fast": None}
         guard = threading.Lock()
+        plain = kind == "SELECT" and not schema_only and not params and st.plain_scan is not None
 
         def close() -> None:
+            if state["fast"] is not None:
+                state["fast"][2]()  # stop Arrow's reader before its files are unpinned
             for r in resolved:
                 r.release()
             resolved.clear()
@@ -268,13 +278,18 @@ class QueryEngine:
                 if state["closed"]:
                     return
                 state["closed"] = True
-            pool.give(cur, views, state["reader"], state["reuse"])
+                given, state["given"] = state.get("given"), True
+            if not given:
+                pool.give(cur, views, state["reader"], state["reuse"])
 
         def interrupt() -> None:
             with guard:  # never interrupt a cursor that went back to the pool
                 if not state["closed"]:
                     state["reuse"] = False
-                    cur.interrupt()
+                    if state["fast"] is not None:
+                        state["fast"][1]()
+                    else:
+                        cur.interrupt()
 
         try:
             if kind == "SELECT":
@@ -295,8 +310,17 @@ class QueryEngine:
                     if hot is not None:
                         rt.hot, release_hot, release_files = hot[0], hot[1], rt.release
                         rt.release = lambda f=release_files, h=release_hot: (f(), h())
+                    if plain:  # Arrow's Parquet reader, when it gives exactly this (plain_scan.py)
+                        state["fast"] = self.plain_scans.open(st, rt)
+                        if state["fast"] is not None:
+                            break
                     wanted.add(rt.name.lower())
                     pool.bind(cur, views, key, rt, self._bind, self.file_schemas.uniform)
+                if state["fast"] is not None:  # the cursor runs nothing: it goes back as it was now
+                    with guard:
+                        state["given"] = True
+                    pool.give(cur, views, None, True)
+                    return self._result(state["fast"][0], kind, resolved, started, close, interrupt, plain_scan=True)
                 for view, ref in analysis.at_refs.items():  # t AT (VERSION => n): committed files only
                     if self.time_travel is None:
                         raise InvalidRequest("time travel is not available on this node")
@@ -316,10 +340,10 @@ class QueryEngine:
                 rel = cur.sql(sql, params=list(params) if params else None)
                 if rel is None:
                     raise InvalidRequest("statement returns no result")
-                plain = not client_types.needs_mapping(rel.types)
+                unmapped = not client_types.needs_mapping(rel.types)
                 rel, to_client = client_types.project(rel)  # types every client can take (client_types.py)
                 rows = batch_rows_for(rel.types, self.batch_rows, self.max_batch_bytes)
-                if plain:
+                if unmapped:
                     self.direct.learn(direct, rows)
                 if schema_only:  # the bound types, as DuckDB converts them to Arrow, without executing
                     rel = cur.sql("SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {_quote(c)}" for c, t in zip(
@@ -330,6 +354,11 @@ class QueryEngine:
             state["reuse"] = False
             close()
             raise
+        return self._result(reader, kind, resolved, started, close, interrupt)
+
+    @staticmethod
+    def _result(reader: pa.RecordBatchReader, kind: str, resolved: list[ResolvedTable], started: float,
+                close: Callable[[], None], interrupt: Callable[[], None], plain_scan: bool = False) -> QueryResult:
         stats = {
             "files_total": sum(r.files_total for r in resolved),
             "files_scanned": sum(r.files_scanned for r in resolved),
@@ -338,7 +367,19 @@ class QueryEngine:
             "buffer_rows": sum(r.buffer.num_rows for r in resolved if r.buffer is not None),
             "plan_seconds": time.perf_counter() - started,
         }
+        if plain_scan:
+            stats["plain_scan"] = True
         return QueryResult(reader, kind, stats, close, interrupt=interrupt)
+
+    def _plain_schema(self, st: Statement, rt: ResolvedTable) -> pa.Schema:
+        """The normal path's result schema of ``st`` over ``rt``'s columns (no files, no buffer)."""
+        empty = ResolvedTable(name=rt.name, columns=rt.columns, paths=[], file_columns=set(), buffer=None,
+                              duration_units=rt.duration_units)
+        result = self.execute(st, None, lambda name, sets: empty, schema_only=True)
+        try:
+            return result.schema
+        finally:
+            result.close()
 
     def _file_select(self, rt: ResolvedTable, files_var: str | None = None) -> str:
         """The table's committed files as one SELECT in its current column types (by name

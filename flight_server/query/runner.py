@@ -193,6 +193,8 @@ class QueryRunner:
             record.executed({}, True, rows=hit.table.num_rows, nbytes=hit.table.nbytes)
         else:
             record.executed(result.stats, False)
+            if result.stats.get("plain_scan"):
+                m.query_plain_scans.inc()
             if result.stats.get("bytes_fetched"):
                 m.object_store_read_bytes.inc(result.stats["bytes_fetched"])
         result.stats["query_id"] = record.query_id

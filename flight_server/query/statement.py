@@ -37,6 +37,7 @@ from clients.errors import InvalidRequest
 
 from ..statements import CATALOG, QUERY_KINDS, REFUSED, WRITE_KINDS, classify, refuse
 from .analyze import Analysis, analyze
+from .plain_scan import PlainScan, plain_scan
 
 __all__ = ["CATALOG", "QUERY_KINDS", "REFUSED", "WRITE_KINDS", "Statement", "classify", "refuse", "statement"]
 
@@ -71,6 +72,7 @@ class Statement:
     error: str = ""  # why DuckDB could not serialise the SELECT (reported when it runs)
     bound_sql: str = ""  # what the engine runs instead of ``sql`` (AT clauses -> views); "" : ``sql``
     shape: str = ""  # ``digest`` with the literals of filters erased: same result schema (see _erase_filters)
+    plain_scan: PlainScan | None = None  # ``SELECT *`` / columns of one table, nothing else (plain_scan.py)
 
     @property
     def is_update(self) -> bool:
@@ -101,9 +103,12 @@ def statement(text: str) -> Statement:
             return Statement(text, sql, kind, count, error=f"AT (...) cannot be used in this statement: {exc}")
     digest = hashlib.sha256(orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)).hexdigest()
     shape = hashlib.sha256(orjson.dumps(_erase_filters(clean), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    plain = None
+    if not found.get("volatile") and not analysis.qualified and not analysis.at_refs and not analysis.ctes:
+        plain = plain_scan(tree, count)
     return Statement(text, sql, kind, count, digest, tuple(sorted(ref.name for ref in analysis.tables.values())),
                      analysis, cacheable=not found.get("volatile") and not analysis.qualified
-                     and not analysis.at_refs, bound_sql=bound, shape=shape)
+                     and not analysis.at_refs, bound_sql=bound, shape=shape, plain_scan=plain)
 
 
 @functools.lru_cache(maxsize=256)
