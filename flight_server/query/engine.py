@@ -71,6 +71,7 @@ class ResolvedTable:
     file_bytes: int = 0  # size of the selected Parquet objects
     hot: str | None = None  # the in-memory copy of those files read instead (query/hot.py)
     duration_units: dict[str, str] = field(default_factory=dict)  # Arrow duration columns (Parquet: int64)
+    sort_key: tuple[str, ...] = ()  # the table's declared sort key (layout.py): its hot copy is kept in that order
 
 
 def _noop(*_: Any) -> None:

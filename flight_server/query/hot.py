@@ -14,6 +14,9 @@ files, into a DuckDB table in the internal schema ``__hot``, and queries read th
   a retention sweep or a schema change gives the table another file set, queries go back
   to the files until the new copy is ready, and the old copy is dropped once no running
   query reads it.
+* A table with a declared ``sort_key`` (:mod:`flight_server.layout`) is copied in that order:
+  each file is sorted on its own, the copy as a whole, so DuckDB's zone maps skip all but the
+  row groups a key range falls in (a one-day range of a year of events: 1 of 25 row groups).
 * ``query.hot_cache_bytes`` bounds the memory of all copies (DuckDB's own accounting of its
   in-memory tables); the least recently used copies are dropped first. 0 turns it off.
 """
@@ -43,6 +46,10 @@ class _Entry:
     nbytes: int
     users: int = 0
     retired: bool = False
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _memory_bytes(cur: duckdb.DuckDBPyConnection) -> int:
@@ -75,7 +82,7 @@ class HotTables:
 
     @staticmethod
     def signature(rt) -> tuple:
-        return tuple(rt.paths), tuple(rt.columns), frozenset(rt.file_columns)
+        return tuple(rt.paths), tuple(rt.columns), frozenset(rt.file_columns), tuple(rt.sort_key)
 
     def acquire(self, rt) -> tuple[str, Callable[[], None]] | None:
         """The in-memory copy of ``rt``'s files and its release, or None (read the files).
@@ -99,6 +106,8 @@ class HotTables:
             self._seq += 1
             target = f'{SCHEMA}."h{self._seq}"'
         select = self._select_sql(rt)
+        if rt.sort_key:  # each file is sorted by the key; the copy is as a whole, so its zone maps are narrow
+            select += " ORDER BY " + ", ".join(_quote(c) + " NULLS LAST" for c in rt.sort_key)
         assert self._pool is not None
         try:
             self._pool.submit(self._build, name, sig, target, select, rt.file_bytes)

@@ -9,6 +9,7 @@ A time-travel reference (:meth:`TableResolver.at`) binds the files of a retained
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +20,7 @@ from clients.errors import InvalidRequest, NotFound
 from ..buffer import BufferManager
 from ..cache import FileCache
 from ..catalog import Catalog, Manifest
+from ..layout import layout_of
 from ..metadata.base import FileEntry, TableInfo
 from ..schema import conform
 from ..snapshots import TableHistory, gone_error, parse_timestamp
@@ -106,6 +108,7 @@ class TableResolver:
             bytes_fetched=sum(n for _, n in fetched),
             file_bytes=sum(f.size for f in selected),
             release=lambda: self.file_cache.unpin(keys),
+            sort_key=_sort_key(info),
         )
 
     def _fetch(self, keys: list[str]) -> list[tuple[str, int]]:
@@ -121,3 +124,14 @@ class TableResolver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sort_key_of(properties: frozenset, schema: pa.Schema) -> tuple[str, ...]:
+    return tuple(layout_of(dict(properties), schema).sort_key or ())
+
+
+def _sort_key(info: TableInfo) -> tuple[str, ...]:
+    """The table's declared sort key (``sort_key`` property), checked against its schema."""
+    props = info.config.properties if info.config is not None else {}
+    return _sort_key_of(frozenset(props.items()), info.schema) if props else ()
