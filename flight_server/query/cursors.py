@@ -19,12 +19,19 @@ if TYPE_CHECKING:
     from .engine import ResolvedTable
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
+    """A DuckDB identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
+def lit(text: str) -> str:
+    """A DuckDB string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def set_files(cur: duckdb.DuckDBPyConnection, var: str, paths: Sequence[str]) -> None:
+    """Point the cursor variable ``var`` (see :func:`files_variable`) at ``paths``."""
+    cur.execute(f"SET VARIABLE {var} = [{', '.join(lit(p) for p in paths)}]")
 
 
 def files_variable(view: str) -> str:
@@ -75,7 +82,7 @@ class CursorPool:
             var = files_variable(name)
             if held is not None and held[1] == sig:
                 if held[2] != paths:
-                    cur.execute(f"SET VARIABLE {var} = [{', '.join(_lit(p) for p in paths)}]")
+                    set_files(cur, var, paths)
                     views[name] = (held[0], sig, paths)
                 return
             create(cur, key, rt, var)
@@ -91,7 +98,7 @@ class CursorPool:
     def forget(cur: duckdb.DuckDBPyConnection, views: dict, keep: set[str] = frozenset()) -> None:
         for name in [n for n in views if n not in keep]:
             key = views.pop(name)[0]
-            cur.execute(f"DROP VIEW IF EXISTS {_quote(name)}")
+            cur.execute(f"DROP VIEW IF EXISTS {quote(name)}")
             cur.unregister(f"__buf_{key}")
 
     def give(self, cur: duckdb.DuckDBPyConnection, views: dict, reader: pa.RecordBatchReader | None,

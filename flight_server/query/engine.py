@@ -29,7 +29,9 @@ from .. import client_types
 from ..metadata.base import TableInfo
 from ..statements import refuse
 from ..stats import bind_params
-from .cursors import CursorPool
+from .cursors import CursorPool, set_files
+from .cursors import lit as _lit
+from .cursors import quote as _quote
 from .direct import DirectRuns
 from .hot import SCHEMA as HOT_SCHEMA
 from .hot import HotTables
@@ -115,14 +117,6 @@ class QueryResult:
 
     def close(self) -> None:
         self._close()
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
 
 
 _DURATION_TO_US = {"s": " * 1000000", "ms": " * 1000", "us": "", "ns": " // 1000"}
@@ -403,7 +397,7 @@ class QueryEngine:
             parts.append(f"SELECT * FROM {rt.hot}")
         elif rt.paths:
             if files_var is not None:
-                cur.execute(f"SET VARIABLE {files_var} = [{', '.join(_lit(p) for p in rt.paths)}]")
+                set_files(cur, files_var, rt.paths)
             parts.append(self._file_select(rt, files_var))
         if rt.buffer is not None and rt.buffer.num_rows:
             buf = f"__buf_{name}"

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from .cursors import quote
+
 log = logging.getLogger("miniodb.query.hot")
 
 SCHEMA = "__hot"
@@ -46,10 +48,6 @@ class _Entry:
     nbytes: int
     users: int = 0
     retired: bool = False
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _memory_bytes(cur: duckdb.DuckDBPyConnection) -> int:
@@ -107,7 +105,7 @@ class HotTables:
             target = f'{SCHEMA}."h{self._seq}"'
         select = self._select_sql(rt)
         if rt.sort_key:  # each file is sorted by the key; the copy is as a whole, so its zone maps are narrow
-            select += " ORDER BY " + ", ".join(_quote(c) + " NULLS LAST" for c in rt.sort_key)
+            select += " ORDER BY " + ", ".join(quote(c) + " NULLS LAST" for c in rt.sort_key)
         assert self._pool is not None
         try:
             self._pool.submit(self._build, name, sig, target, select, rt.file_bytes)
