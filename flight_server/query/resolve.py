@@ -9,7 +9,6 @@ A time-travel reference (:meth:`TableResolver.at`) binds the files of a retained
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +19,7 @@ from clients.errors import InvalidRequest, NotFound
 from ..buffer import BufferManager
 from ..cache import FileCache
 from ..catalog import Catalog, Manifest
-from ..layout import layout_of
+from ..layout import SORT_KEY, layout_of
 from ..metadata.base import FileEntry, TableInfo
 from ..schema import conform
 from ..snapshots import TableHistory, gone_error, parse_timestamp
@@ -126,12 +125,19 @@ class TableResolver:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-@functools.lru_cache(maxsize=1024)
-def _sort_key_of(properties: frozenset, schema: pa.Schema) -> tuple[str, ...]:
-    return tuple(layout_of(dict(properties), schema).sort_key or ())
+_SORT_KEYS: dict[tuple[str, int, str], tuple[str, ...]] = {}  # (table id, schema version, property) -> key
 
 
 def _sort_key(info: TableInfo) -> tuple[str, ...]:
-    """The table's declared sort key (``sort_key`` property), checked against its schema."""
-    props = info.config.properties if info.config is not None else {}
-    return _sort_key_of(frozenset(props.items()), info.schema) if props else ()
+    """The table's declared sort key (``sort_key`` property), checked against its schema; one
+    dictionary lookup per query (this runs for every table a query reads)."""
+    declared = info.config.properties.get(SORT_KEY) if info.config is not None else None
+    if not declared:
+        return ()
+    cache_key = (info.table_id, info.schema_version, declared)
+    found = _SORT_KEYS.get(cache_key)
+    if found is None:
+        if len(_SORT_KEYS) >= 1024:
+            _SORT_KEYS.clear()
+        found = _SORT_KEYS[cache_key] = tuple(layout_of({SORT_KEY: declared}, info.schema).sort_key or ())
+    return found
