@@ -10,7 +10,8 @@ The Flight SQL handlers, the query runner (result cache key, schema cache) and t
 
 DuckDB parses each new text at most twice (``extract_statements`` for the kind,
 ``json_serialize_sql`` for a SELECT's tree), sqlglot a third time only when the text names
-the ``miniodb`` catalog. Parsing is a pure function of the text, so a private in-memory DuckDB
+the ``miniodb`` catalog; a SELECT that differs from an earlier one only in its literals takes
+the tree of their common template instead (:mod:`.template`: no DuckDB parse at all). Parsing is a pure function of the text, so a private in-memory DuckDB
 (no data, no file access) does it, whatever node or request asks.
 
 The digest: DuckDB's ``json_serialize_sql`` tree (positions removed: whitespace and keyword
@@ -38,6 +39,7 @@ from clients.errors import InvalidRequest
 from ..statements import CATALOG, QUERY_KINDS, REFUSED, WRITE_KINDS, classify, refuse
 from .analyze import Analysis, analyze
 from .plain_scan import PlainScan, plain_scan
+from .template import Templates
 
 __all__ = ["CATALOG", "QUERY_KINDS", "REFUSED", "WRITE_KINDS", "Statement", "classify", "refuse", "statement"]
 
@@ -84,13 +86,19 @@ class Statement:
 def statement(text: str) -> Statement:
     """The analysis of ``text`` (LRU by text; a text that fails to parse raises each time)."""
     sql = strip_catalog(text)
-    kind, parsed = classify(sql)
-    count = len(parsed.named_parameters)
-    if kind != "SELECT":
-        return Statement(text, sql, kind, count)
-    tree = orjson.loads(_parser.serialize(sql))
-    if tree.get("error"):
-        return Statement(text, sql, kind, count, error=tree.get("error_message") or "invalid SQL")
+    parts, found = _templates.tree(sql)
+    if found is not None:  # a text of a known literal template: no DuckDB parse (template.py)
+        kind, count, tree = found
+    else:
+        kind, parsed = classify(sql)
+        count = len(parsed.named_parameters)
+        if kind != "SELECT":
+            return Statement(text, sql, kind, count)
+        tree = orjson.loads(_parser.serialize(sql))
+        if tree.get("error"):
+            return Statement(text, sql, kind, count, error=tree.get("error_message") or "invalid SQL")
+        if parts is not None:
+            _templates.learn(parts, kind, count, tree)
     found: dict = {}
     clean = _scan(tree.get("statements", []), found)
     analysis = analyze(tree)
@@ -170,6 +178,7 @@ class _Parser:
 
 
 _parser = _Parser()
+_templates = Templates(lambda sql: orjson.loads(_parser.serialize(sql)))
 
 
 def _scan(obj: Any, found: dict) -> Any:
