@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -126,16 +127,49 @@ def literal_value(literal: str, kind: str, type_: pa.DataType) -> Any:
             if kind not in ("STRING", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
                 return None
             text = literal.strip().replace("T", " ", 1)
+            fast = _naive_epoch(text, type_) if type_.tz is None else None
+            if fast is not None:
+                return fast
             return pa.array([text]).cast(pa.timestamp(type_.unit, type_.tz)).cast(pa.int64())[0].as_py()
         if pa.types.is_date32(type_):
             if kind not in ("STRING", "VARCHAR", "DATE"):
                 return None
-            return pa.array([literal.strip()[:10]]).cast(pa.date32()).cast(pa.int32())[0].as_py()
+            text = literal.strip()[:10]
+            if _DATE.fullmatch(text):
+                try:
+                    return (dt.date.fromisoformat(text) - _EPOCH.date()).days
+                except ValueError:
+                    pass
+            return pa.array([text]).cast(pa.date32()).cast(pa.int32())[0].as_py()
         if pa.types.is_string(type_) or pa.types.is_large_string(type_):
             return literal if kind in ("STRING", "VARCHAR") else None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         return None
     return None
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?")
+_EPOCH = dt.datetime(1970, 1, 1)
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _naive_epoch(text: str, type_: pa.TimestampType) -> int | None:
+    """``text`` (ISO date or date-time, at most microseconds) as an epoch in ``type_``'s unit,
+    the value Arrow's cast gives, without building arrays (this runs for every literal of every
+    query); None when it is not that plain form or the unit cannot hold it exactly (Arrow decides)."""
+    if not _NAIVE.fullmatch(text):
+        return None
+    try:
+        delta = dt.datetime.fromisoformat(text) - _EPOCH
+    except ValueError:
+        return None
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    per = _PER_SECOND[type_.unit]
+    if per >= 1_000_000:
+        return micros * (per // 1_000_000)
+    step = 1_000_000 // per
+    return micros // step if micros % step == 0 else None
 
 
 def _matches(mn: Any, mx: Any, op: str, v: Any) -> bool:

@@ -97,3 +97,37 @@ def test_large_integer_keys_compare_exactly():
     sets = _sets(f"SELECT * FROM t WHERE a = {big}")
     assert [f.key for f in prune(files, schema, sets)] == ["g0"]
     assert [f.key for f in prune(files, schema, bind_params(_sets("SELECT * FROM t WHERE a = ?"), [big + 2]))] == ["g2"]
+
+
+def test_timestamp_and_date_literals_take_the_value_arrows_cast_gives():
+    """literal_value's plain-ISO shortcut (no Arrow arrays per literal) agrees with Arrow's
+    cast wherever Arrow accepts the text, and declines (None: Arrow decides) what a unit
+    cannot hold exactly."""
+    import datetime as dt
+    import random
+
+    from flight_server.stats import literal_value
+
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(3000):
+        d = dt.datetime(1, 1, 1) + dt.timedelta(seconds=rng.randint(0, 315537897599),
+                                                microseconds=rng.choice([0, rng.randint(0, 999999)]))
+        iso = d.isoformat(sep=" ")  # zero-padded years (strftime's %Y is not, below 1000)
+        for text in (iso[:10], iso[:16], iso[:19].replace(" ", "T"), iso):
+            for unit in ("s", "ms", "us", "ns"):
+                t = pa.timestamp(unit)
+                try:
+                    want = pa.array([text.replace("T", " ")]).cast(t).cast(pa.int64())[0].as_py()
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    continue
+                assert literal_value(text, "STRING", t) == want, (text, unit)
+                checked += 1
+            want_day = pa.array([text[:10]]).cast(pa.date32()).cast(pa.int32())[0].as_py()
+            assert literal_value(text, "DATE", pa.date32()) == want_day
+    assert checked > 10_000
+    assert literal_value("2024-01-01 00:00:00.5", "STRING", pa.timestamp("s")) is None  # not exact in seconds
+    assert literal_value("2024-01-01 00:00:00.5", "STRING", pa.timestamp("ms")) == 1704067200500
+    zoned = pa.timestamp("us", tz="Europe/Paris")  # zoned columns keep Arrow's cast (naive text: refused)
+    assert literal_value("2024-01-01", "STRING", zoned) is None
+    assert literal_value("2024-01-01 00:00:00+01:00", "STRING", zoned) == 1704063600000000
