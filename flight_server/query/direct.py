@@ -19,9 +19,11 @@ prepare's schema-only bind fills the key, so even the first execution of a text 
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import duckdb
@@ -43,6 +45,32 @@ def available() -> bool:
     return _SUBMIT is not None
 
 
+# DuckDB types a Python int by its range: INTEGER, BIGINT, UBIGINT, HUGEINT, UHUGEINT
+_INT_RANGES = ((-(1 << 31), 1 << 31, "int32"), (-(1 << 63), 1 << 63, "int64"), (0, 1 << 64, "uint64"),
+               (-(1 << 127), 1 << 127, "int128"), (0, 1 << 128, "uint128"))
+
+
+def param_kind(p: Any) -> Hashable | None:
+    """What decides the DuckDB type of parameter value ``p`` (so two values of one kind bind a
+    statement to the same result types), or None when that is not known."""
+    if p is None or isinstance(p, bool | float | str):
+        return type(p).__name__
+    if isinstance(p, int):
+        return next((name for low, high, name in _INT_RANGES if low <= p < high), None)
+    if isinstance(p, dt.datetime):  # before date: a datetime is a date
+        return "timestamptz" if p.tzinfo is not None else "timestamp"
+    if isinstance(p, dt.date):
+        return "date"
+    if isinstance(p, dt.time):
+        return "timetz" if p.tzinfo is not None else "time"
+    if isinstance(p, bytes):
+        return "blob"
+    if isinstance(p, decimal.Decimal):  # DECIMAL(width, scale) from its digits and exponent
+        t = p.as_tuple()
+        return ("decimal", t.sign, len(t.digits), t.exponent)
+    return None
+
+
 class DirectRuns:
     """Batch sizes of statement shapes known to need no client type mapping (LRU)."""
 
@@ -59,9 +87,9 @@ class DirectRuns:
             return None
         if st.analysis.qualified or st.analysis.at_refs or st.bound_sql:
             return None
-        if params and any(not isinstance(p, int | float | str | bool) and p is not None for p in params):
-            return None  # dates, decimals, bytes...: the relation path converts them
-        kinds = tuple(type(p).__name__ for p in params) if params else ()
+        kinds = tuple(param_kind(p) for p in params) if params else ()
+        if None in kinds:
+            return None  # a value whose DuckDB type is not known from its kind: the relation path
         return (st.shape, kinds, tuple((rt.name.lower(), tuple(rt.columns)) for rt in tables))
 
     def get(self, key: tuple | None) -> int | None:
