@@ -149,6 +149,19 @@ define("new_text_query_floor_ms", "ms", LOWER,
        "Flight SQL server (DuckDB in memory, prepared statements): what the protocol alone costs a lookup with a "
        "new literal (ADBC: ClosePreparedStatement + CreatePreparedStatement + GetFlightInfo + DoGet)",
        None, "selective #19")
+define("point_query_bound_p50_ms", "ms", LOWER,
+       "p50 of the point lookup with the key bound as a parameter (WHERE l_orderkey = ?) on one ADBC cursor: "
+       "the text never changes, so ADBC binds (DoPut) instead of re-preparing (ClosePreparedStatement + "
+       "CreatePreparedStatement)", None, "selective #19")
+define("point_query_bound_vs_duckdb", "x", LOWER,
+       "bound point lookup p50 through ADBC / p50 of the same parameterised statement in DuckDB in-process over "
+       "the node's own Parquet files", None, "selective #19")
+define("time_range_query_bound_p50_ms", "ms", LOWER,
+       "p50 of the one-day time range with both bounds as parameters (ts >= ? AND ts < ?) on one ADBC cursor",
+       None, "selective #19")
+define("time_range_query_bound_vs_duckdb", "x", LOWER,
+       "bound time range p50 through ADBC / p50 of the same parameterised statement in DuckDB in-process",
+       None, "selective #19")
 define("memory_ingest_rows_per_s", "rows/s", HIGHER, "rows/s of the memory workload's ingest")
 
 

@@ -14,6 +14,10 @@ Named results: ``point_query_p50_ms``, ``point_query_vs_duckdb``, ``time_range_q
 and ``time_range_query_vs_duckdb`` (p50 over all calls of MinIODB / p50 of DuckDB's), and
 ``new_text_query_floor_ms``: the same ADBC client against the minimal Flight SQL server with a
 new trivial text every call (what the protocol alone costs a lookup whose literal changes).
+For information, ``point_query_bound_*`` and ``time_range_query_bound_*``: the same lookups with
+the literals bound as parameters on one ADBC cursor (ADBC prepares once, then binds each call:
+no ClosePreparedStatement + CreatePreparedStatement per call), against the same parameterised
+statement in DuckDB in-process.
 Answers are compared on the warm-up call of every shape.
 """
 
@@ -137,6 +141,46 @@ def _shape(b: Bench, duck: DuckDBLocal, key: str, title: str, sqls: list[str]) -
     return ours, base
 
 
+def _bound(b: Bench, duck: DuckDBLocal, key: str, title: str, sql: str, values: list[tuple]) -> None:
+    """The same lookups with their literals bound as parameters, on one ADBC cursor (so ADBC
+    prepares once and binds each call), against the same statement in DuckDB in-process."""
+    ours = b.results.add(Measurement(key, title, "miniodb", "MinIODB · ADBC, bound parameters (one cursor)",
+                                     ratios=[f"{key}_p50_ms", f"{key}_vs_duckdb"]))
+    base = b.results.add(Measurement(key, title, "duckdb", "DuckDB in-process, bound parameters"))
+    with b.adbc().cursor() as cur:
+        def run_ours(params: tuple) -> pa.Table:
+            cur.execute(sql, params)
+            return cur.fetch_arrow_table()
+
+        def run_duck(params: tuple) -> pa.Table:
+            return duck.db.sql(sql, params=list(params)).to_arrow_table()
+
+        problem = tpch.compare(run_ours(values[0]), run_duck(values[0]), in_order=True)
+        if problem:
+            b.note(f"{title}: MinIODB's answer differs from DuckDB's: {problem}")
+        run_ours(values[1]), run_duck(values[1])  # noqa: B018 - second warm-up
+        with b.task(title, 2 * b.opts.repeat * CALLS, "queries") as task:
+            for r in range(b.opts.repeat):
+                lat_o, lat_d = [], []
+                for i in range(CALLS):
+                    params = values[(r * CALLS + i) % len(values)]
+                    for system in b.order(r + i, "o", "d"):
+                        started = time.perf_counter()
+                        (run_ours if system == "o" else run_duck)(params)
+                        (lat_o if system == "o" else lat_d).append(time.perf_counter() - started)
+                    task.advance(2)
+                ours.latencies.append(lat_o)
+                base.latencies.append(lat_d)
+                ours.seconds.append(sum(lat_o))
+                base.seconds.append(sum(lat_d))
+    b.report(ours)
+    b.report(base)
+    p50_o, p50_d = ours.latency(50), base.latency(50)
+    b.results.set(f"{key}_p50_ms", p50_o * 1000)
+    b.results.ratio(f"{key}_vs_duckdb", p50_o, p50_d, duckdb_p50_ms=round(p50_d * 1000, 3))
+    ours.note = base.note = f"MinIODB / DuckDB p50 = {p50_o / p50_d:.2f}x" + ("; WRONG ANSWER" if problem else "")
+
+
 def _protocol_floor(b: Bench) -> None:
     """The same ADBC client against the minimal Flight SQL server, a new text every call:
     the floor under ``point_query_p50_ms`` that no server behind this protocol goes below."""
@@ -185,6 +229,12 @@ def run(b: Bench) -> None:
             duck.view(t, b.parquet_files(t))
         _shape(b, duck, "point_query", "point lookup (lineitem, l_orderkey = k)", point_sqls)
         _shape(b, duck, "time_range_query", "one day of a year of events", range_sqls)
+        _bound(b, duck, "point_query_bound", "point lookup, key bound as a parameter",
+               f"SELECT count(*) FROM {LINEITEM} WHERE l_orderkey = ?", [(k,) for k in picked])
+        _bound(b, duck, "time_range_query_bound", "one day, bounds bound as parameters",
+               f"SELECT count(*), sum(value) FROM {EVENTS} WHERE ts >= ? AND ts < ?",
+               [(dt.datetime.combine(d, dt.time()), dt.datetime.combine(d + dt.timedelta(days=1), dt.time()))
+                for d in days])
         _protocol_floor(b)
     finally:
         duck.close()

@@ -21,7 +21,9 @@ EIGHT = ("ingest_vs_raw_flight", "groupby_vs_duckdb", "export_vs_raw_flight", "w
          "tpch_like_q1_vs_duckdb", "tpch_like_q6_vs_duckdb")
 # measured in the same run, for information (ADBC on the node's side), and the throughputs
 INFORMATION = ("ingest_adbc_vs_adbc_ceiling", "export_adbc_vs_raw_flight", "ingest_rows_per_s",
-               "export_rows_per_s", "wide_ingest_rows_per_s", "new_text_query_floor_ms")
+               "export_rows_per_s", "wide_ingest_rows_per_s", "new_text_query_floor_ms",
+               "point_query_bound_p50_ms", "point_query_bound_vs_duckdb", "time_range_query_bound_p50_ms",
+               "time_range_query_bound_vs_duckdb")
 REST_METRICS = {"rest_ingest_rows_per_s", "rest_vs_bare_json"}
 
 
