@@ -189,6 +189,24 @@ class Catalog:
             else:
                 self._hidden.pop(name, None)
 
+    def committed(self, name: str, table_id: str, add: Sequence[FileEntry], remove: Sequence[str] = ()) -> None:
+        """After this node's own commit to ``name``: the cached manifest (if any) takes the
+        change but keeps its version, so the next lookup still reloads the table from the store,
+        while a metadata outage before that lookup serves a manifest holding the committed
+        files. Dropping the cache instead (as :meth:`invalidate` does) would make the table
+        unresolvable in that outage: the flushed rows already left this node's buffer, and its
+        ingest would answer ``Unavailable``."""
+        with self._lock:
+            m = self._cache.get(name)
+            if m is None:
+                return
+            if m.info.table_id != table_id:
+                self._cache.pop(name, None)
+                return
+            gone = set(remove) | {f.key for f in add}
+            files = sorted([f for f in m.files if f.key not in gone] + list(add), key=lambda f: f.key)
+            self._cache[name] = Manifest(m.version, m.info, tuple(files))
+
     def invalidate(self, name: str) -> None:
         with self._lock:
             self._cache.pop(name, None)

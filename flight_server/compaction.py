@@ -329,7 +329,7 @@ class Compactor:
                 self._discard(written, objects=not committing)
                 raise
             self.faults("compaction_committed")
-            self.catalog.invalidate(name)
+            self.catalog.committed(name, info.table_id, [e for e, _ in written], remove=removed)
             for entry, tmp in written:
                 self.file_cache.adopt(entry.key, tmp)
                 tmp.unlink(missing_ok=True)

@@ -202,7 +202,7 @@ class Flusher:
                     raise lost from exc
                 self.last_error[name] = getattr(exc, "message", "") or str(exc) or type(exc).__name__
                 raise
-            self.catalog.invalidate(name)
+            self.catalog.committed(name, table_id, [entry], remove=sorted(settle))
             if settle:
                 self._forget_uncertain(name)
             if tmp.exists():

@@ -200,7 +200,7 @@ class TableRewriter:
                 raise InvalidRequest(f"{plan.kind} failed: {str(exc).strip().splitlines()[0]}") from exc
             raise
         self.faults("dml_committed")
-        self.catalog.invalidate(info.name)
+        self.catalog.committed(info.name, info.table_id, added, remove=removed)
         log.info("%s on %s: %d row(s) in %d file(s) -> %d new file(s)", plan.kind, info.name, affected,
                  len(removed), len(added))
         return affected

@@ -136,3 +136,33 @@ def test_rows_adopted_while_the_node_looked_dead_are_not_committed_twice(tmp_pat
     assert rig.buffers.get("t").rows == 0 and rig.wal.segments() == []
     assert [o.key for o in rig.store.list("t/") if "adopted" not in o.key] == [
         f.key for f in rig.committed() if "adopted" not in f.key]
+
+
+class Outage(LostReply):
+    """The store, until ``down`` is set: then every call fails as an unreachable Redis would."""
+
+    down = False
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if callable(attr) and self.down:
+            def failing(*args, **kwargs):
+                raise Unavailable("metadata store unavailable: no master found")
+            return failing
+        return attr
+
+
+def test_an_outage_right_after_a_flush_still_serves_and_takes_the_table(tmp_path: Path) -> None:
+    """The catalog's outage rule (catalog.py): a table this node has cached keeps answering.
+    A flush's commit must not drop that cache: its rows left the buffer, and the next lookup
+    during an outage (before any reload) would find neither them nor the table."""
+    rig = Rig(tmp_path, metadata=Outage(SQLiteMetadataStore(tmp_path / "meta.sqlite3")))
+    rig.ingest(0, 10)
+    rig.flusher.flush_table("t")
+    rig.metadata.down = True
+    assert rig.visible_rows() == 10  # the committed file, from the cache
+    rig.ingest(10, 5)  # still acknowledged during the outage
+    assert rig.visible_rows() == 15
+    rig.metadata.down = False
+    assert rig.visible_rows() == 15  # the store's own manifest once it is back
+    assert [f.rows for f in rig.catalog.manifest("t").files] == [10]
