@@ -7,3 +7,10 @@ pytest_plugins = [
     "tests.fixtures.node",
     "tests.fixtures.haproxy",
 ]
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests run first: with pytest-xdist (``--dist load`` hands out items in collection
+    order) a 30-second test that starts last would stretch the whole run; started first, the
+    other worker goes through the short tests meanwhile. Otherwise the collection order stays."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
