@@ -13,6 +13,7 @@ import pytest
 from clients import protocol
 from clients.protocol import flight_pb2, sql_pb2
 from tests.fixtures.helpers import rows, wait_for_live_nodes
+from tests.fixtures.node import start_all
 from tests.integration.test_cluster_queries import cluster_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3]
@@ -27,9 +28,10 @@ def cluster(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
     Data: 100 rows committed by n0, 50 buffered on n1, 30 buffered on n2. The tables are small
     enough for the local-read shape: the endpoints still are one per node holding data."""
     extra = {2: {"COORDINATOR_MULTI_ENDPOINT": "true", "COORDINATOR_PIN_TTL": str(PIN_TTL)}}
-    nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}",
-                                          COORDINATOR_DISTRIBUTE_MIN_BYTES=str(1 << 40), **extra.get(i, {})),
-                          name=f"n{i}") for i in range(3)]
+    nodes = start_all([node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}",
+                                                    COORDINATOR_DISTRIBUTE_MIN_BYTES=str(1 << 40),
+                                                    **extra.get(i, {})),
+                                    name=f"n{i}", start=False) for i in range(3)])
     with nodes[0].client() as c0, nodes[1].client() as c1, nodes[2].client() as c2:
         wait_for_live_nodes(c0, 3)
         assert c0.ingest("t", rows(0, 100)) == 100

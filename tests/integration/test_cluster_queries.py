@@ -15,6 +15,7 @@ import pytest
 
 from clients import errors
 from tests.fixtures.helpers import rows, wait_for_live_nodes, wait_until
+from tests.fixtures.node import start_all
 from tests.fixtures.redis import server_mode_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3]
@@ -50,8 +51,8 @@ def peer_fragments(node) -> float:
 @pytest.fixture(params=["fan-out"])
 def cluster(request, node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
     extra = SHAPES[request.param]
-    nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}", **extra),
-                          name=f"n{i}") for i in range(3)]
+    nodes = start_all([node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}", **extra),
+                                    name=f"n{i}", start=False) for i in range(3)])
     with nodes[0].client() as c:
         wait_for_live_nodes(c, 3)
     return nodes

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures.helpers import wait_for_live_nodes
+from tests.fixtures.node import start_all
 from tests.fixtures.redis import server_mode_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3, pytest.mark.slow]
@@ -44,7 +45,8 @@ def close(a, b) -> bool:
 def loaded(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
     env = server_mode_env(moto_server, s3_bucket, redis_server, redis_prefix, BUFFER_SIZE="100000000",
                           BUFFER_FLUSH_INTERVAL="3600")
-    nodes = [node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"h{i}"}, name=f"h{i}") for i in range(3)]
+    nodes = start_all([node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"h{i}"}, name=f"h{i}", start=False)
+                       for i in range(3)])
     table = data()
     with nodes[0].client() as c:
         wait_for_live_nodes(c, 3)

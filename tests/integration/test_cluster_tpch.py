@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.fixtures.helpers import wait_for_live_nodes
+from tests.fixtures.node import start_all
 from tests.fixtures.redis import server_mode_env
 from tests.tpch_queries import QUERIES
 
@@ -67,7 +68,8 @@ def test_tpch_on_three_nodes_equals_duckdb(shape, tpch_dir, node_factory, redis_
                                            s3_bucket) -> None:
     env = server_mode_env(moto_server, s3_bucket, redis_server, redis_prefix, BUFFER_SIZE="100000000",
                           BUFFER_FLUSH_INTERVAL="3600", **SHAPES[shape])
-    nodes = [node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"t{i}"}, name=f"t{i}") for i in range(3)]
+    nodes = start_all([node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"t{i}"}, name=f"t{i}", start=False)
+                       for i in range(3)])
     with nodes[0].client() as c:
         wait_for_live_nodes(c, 3)
     for name in TABLES:

@@ -20,6 +20,7 @@ import pytest
 from clients.flight import Client
 from tests.fixtures.haproxy import HAPROXY_CFG, same_free_ports
 from tests.fixtures.helpers import rows, wait_until
+from tests.fixtures.node import start_all
 from tests.fixtures.services import which_or_unavailable
 
 pytestmark = [pytest.mark.redis]
@@ -35,9 +36,9 @@ def cluster(node_factory, haproxy_factory, dns_server, redis_server, redis_prefi
            "MINIODB_REDIS_PREFIX": redis_prefix, "MINIODB_STORAGE_PATH": str(tmp_path / "shared-objects"),
            "MINIODB_METADATA_NODE_TTL": "2", "MINIODB_SERVER_DRAIN_DELAY": "3",
            "MINIODB_BUFFER_FLUSH_INTERVAL": "3600"}
-    nodes = [node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"lb-{i}"}, name=f"node{i}",
-                          args=["--host", h, "--flight-port", str(grpc), "--rest-port", str(rest),
-                                "--metrics-port", str(metrics)]) for i, h in enumerate(HOSTS)]
+    nodes = start_all([node_factory(env={**env, "MINIODB_SERVER_NODE_ID": f"lb-{i}"}, name=f"node{i}", start=False,
+                                    args=["--host", h, "--flight-port", str(grpc), "--rest-port", str(rest),
+                                          "--metrics-port", str(metrics)]) for i, h in enumerate(HOSTS)])
     dns = dns_server(NAME, HOSTS)
     lb = haproxy_factory(NAME, dns.address, grpc, rest, metrics, slots=4)
     wait_until(lambda: lb.up("miniodb-grpc") == lb.up("miniodb-rest") == len(HOSTS), what="all nodes UP in HAProxy")

@@ -8,6 +8,7 @@ import pytest
 
 from clients.errors import NotFound
 from tests.fixtures.helpers import rows, wait_for_live_nodes
+from tests.fixtures.node import start_all
 from tests.integration.test_cluster_queries import cluster_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.s3]
@@ -16,8 +17,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.s3]
 @pytest.fixture
 def pair(node_factory, redis_server, redis_prefix, moto_server, s3_bucket):
     extra = {"SNAPSHOT_VACUUM_INTERVAL": "0", "SNAPSHOT_GRACE_SECONDS": "0", "SNAPSHOT_RETENTION_VERSIONS": "1"}
-    nodes = [node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}", **extra),
-                          name=f"n{i}") for i in range(2)]
+    nodes = start_all([node_factory(env=cluster_env(moto_server, s3_bucket, redis_server, redis_prefix, f"n{i}", **extra),
+                                    name=f"n{i}", start=False) for i in range(2)])
     with nodes[0].client() as c:
         wait_for_live_nodes(c, 2)
     return nodes
