@@ -104,29 +104,25 @@ def _load_lineitem(b: Bench) -> pa.Array:
     return pq.read_table(src, columns=["l_orderkey"]).column(0).unique()
 
 
-def _shape(b: Bench, duck: DuckDBLocal, key: str, title: str, sqls: list[str]) -> tuple[Measurement, Measurement]:
-    """Warm-up + compare on the first SQL, then ``--repeat`` x :data:`CALLS` interleaved calls."""
-    ours = b.results.add(Measurement(key, title, "miniodb", "MinIODB · ADBC (warm connection)",
-                                     ratios=[f"{key}_p50_ms", f"{key}_vs_duckdb"]))
-    base = b.results.add(Measurement(key, title, "duckdb", "DuckDB in-process, the node's Parquet files"))
-    got, want = b.adbc_query(sqls[0]), duck.query(sqls[0])
-    problem = tpch.compare(got, want, in_order=True)
+def _interleaved(b: Bench, key: str, title: str, ours_label: str, base_label: str, calls: list,
+                 run_ours, run_duck, **detail) -> None:
+    """Warm-up + compare on the first call, then ``--repeat`` x :data:`CALLS` calls, each run by
+    MinIODB and DuckDB in alternating order; sets ``{key}_p50_ms`` and ``{key}_vs_duckdb``."""
+    ours = b.results.add(Measurement(key, title, "miniodb", ours_label, ratios=[f"{key}_p50_ms", f"{key}_vs_duckdb"]))
+    base = b.results.add(Measurement(key, title, "duckdb", base_label))
+    problem = tpch.compare(run_ours(calls[0]), run_duck(calls[0]), in_order=True)
     if problem:
         b.note(f"{title}: MinIODB's answer differs from DuckDB's: {problem}")
-    b.adbc_query(sqls[1]), duck.query(sqls[1])  # noqa: B018 - second warm-up
+    run_ours(calls[1]), run_duck(calls[1])  # noqa: B018 - second warm-up
     with b.task(title, 2 * b.opts.repeat * CALLS, "queries") as task:
         for r in range(b.opts.repeat):
             lat_o, lat_d = [], []
             for i in range(CALLS):
-                sql = sqls[(r * CALLS + i) % len(sqls)]
+                call = calls[(r * CALLS + i) % len(calls)]
                 for system in b.order(r + i, "o", "d"):
                     started = time.perf_counter()
-                    if system == "o":
-                        b.adbc_query(sql)
-                        lat_o.append(time.perf_counter() - started)
-                    else:
-                        duck.query(sql)
-                        lat_d.append(time.perf_counter() - started)
+                    (run_ours if system == "o" else run_duck)(call)
+                    (lat_o if system == "o" else lat_d).append(time.perf_counter() - started)
                 task.advance(2)
             ours.latencies.append(lat_o)
             base.latencies.append(lat_d)
@@ -135,50 +131,28 @@ def _shape(b: Bench, duck: DuckDBLocal, key: str, title: str, sqls: list[str]) -
     b.report(ours)
     b.report(base)
     p50_o, p50_d = ours.latency(50), base.latency(50)
-    b.results.set(f"{key}_p50_ms", p50_o * 1000, files=len(b.parquet_files(_table(sqls[0]))), scale=b.opts.scale)
+    b.results.set(f"{key}_p50_ms", p50_o * 1000, **detail)
     b.results.ratio(f"{key}_vs_duckdb", p50_o, p50_d, duckdb_p50_ms=round(p50_d * 1000, 3))
     ours.note = base.note = f"MinIODB / DuckDB p50 = {p50_o / p50_d:.2f}x" + ("; WRONG ANSWER" if problem else "")
-    return ours, base
+
+
+def _shape(b: Bench, duck: DuckDBLocal, key: str, title: str, sqls: list[str]) -> None:
+    """A new text every call (its literal changes), each through a new ADBC cursor."""
+    _interleaved(b, key, title, "MinIODB · ADBC (warm connection)", "DuckDB in-process, the node's Parquet files",
+                 sqls, b.adbc_query, duck.query, files=len(b.parquet_files(_table(sqls[0]))), scale=b.opts.scale)
 
 
 def _bound(b: Bench, duck: DuckDBLocal, key: str, title: str, sql: str, values: list[tuple]) -> None:
     """The same lookups with their literals bound as parameters, on one ADBC cursor (so ADBC
     prepares once and binds each call), against the same statement in DuckDB in-process."""
-    ours = b.results.add(Measurement(key, title, "miniodb", "MinIODB · ADBC, bound parameters (one cursor)",
-                                     ratios=[f"{key}_p50_ms", f"{key}_vs_duckdb"]))
-    base = b.results.add(Measurement(key, title, "duckdb", "DuckDB in-process, bound parameters"))
     with b.adbc().cursor() as cur:
         def run_ours(params: tuple) -> pa.Table:
             cur.execute(sql, params)
             return cur.fetch_arrow_table()
 
-        def run_duck(params: tuple) -> pa.Table:
-            return duck.db.sql(sql, params=list(params)).to_arrow_table()
-
-        problem = tpch.compare(run_ours(values[0]), run_duck(values[0]), in_order=True)
-        if problem:
-            b.note(f"{title}: MinIODB's answer differs from DuckDB's: {problem}")
-        run_ours(values[1]), run_duck(values[1])  # noqa: B018 - second warm-up
-        with b.task(title, 2 * b.opts.repeat * CALLS, "queries") as task:
-            for r in range(b.opts.repeat):
-                lat_o, lat_d = [], []
-                for i in range(CALLS):
-                    params = values[(r * CALLS + i) % len(values)]
-                    for system in b.order(r + i, "o", "d"):
-                        started = time.perf_counter()
-                        (run_ours if system == "o" else run_duck)(params)
-                        (lat_o if system == "o" else lat_d).append(time.perf_counter() - started)
-                    task.advance(2)
-                ours.latencies.append(lat_o)
-                base.latencies.append(lat_d)
-                ours.seconds.append(sum(lat_o))
-                base.seconds.append(sum(lat_d))
-    b.report(ours)
-    b.report(base)
-    p50_o, p50_d = ours.latency(50), base.latency(50)
-    b.results.set(f"{key}_p50_ms", p50_o * 1000)
-    b.results.ratio(f"{key}_vs_duckdb", p50_o, p50_d, duckdb_p50_ms=round(p50_d * 1000, 3))
-    ours.note = base.note = f"MinIODB / DuckDB p50 = {p50_o / p50_d:.2f}x" + ("; WRONG ANSWER" if problem else "")
+        _interleaved(b, key, title, "MinIODB · ADBC, bound parameters (one cursor)",
+                     "DuckDB in-process, bound parameters", values, run_ours,
+                     lambda params: duck.db.sql(sql, params=list(params)).to_arrow_table())
 
 
 def _protocol_floor(b: Bench) -> None:
