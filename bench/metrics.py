@@ -134,12 +134,13 @@ define("memory_peak_rss_mib", "MiB", LOWER,
        2048, "node #2")
 define("point_query_p50_ms", "ms", LOWER,
        "p50 of SELECT count(*) FROM lineitem WHERE l_orderkey = <a different key each call> over ADBC on a warm "
-       "connection (TPC-H lineitem at --scale, 6M rows at SF1, in >= 3 files)", 5.0, "selective #19")
+       "connection, one cursor (TPC-H lineitem at --scale, 6M rows at SF1, in >= 3 files)", 5.0, "selective #19")
 define("point_query_vs_duckdb", "x", LOWER,
        "point lookup p50 through ADBC / p50 of DuckDB in-process over the node's own Parquet files", 1.0,
        "selective #19")
 define("time_range_query_p50_ms", "ms", LOWER,
-       "p50 of count(*), sum(value) over one day of a year of events (3M rows at --scale 1, 3 files) over ADBC",
+       "p50 of count(*), sum(value) over one day of a year of events (3M rows at --scale 1, 3 files) over ADBC "
+       "(one cursor, a new text every call)",
        None, "selective #19")
 define("time_range_query_vs_duckdb", "x", LOWER,
        "one-day time range p50 through ADBC / p50 of DuckDB in-process over the node's own Parquet files", 1.0,
