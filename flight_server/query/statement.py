@@ -11,8 +11,9 @@ The Flight SQL handlers, the query runner (result cache key, schema cache) and t
 DuckDB parses each new text at most twice (``extract_statements`` for the kind,
 ``json_serialize_sql`` for a SELECT's tree), sqlglot a third time only when the text names
 the ``miniodb`` catalog; a SELECT that differs from an earlier one only in its literals takes
-the tree of their common template instead (:mod:`.template`: no DuckDB parse at all). Parsing is a pure function of the text, so a private in-memory DuckDB
-(no data, no file access) does it, whatever node or request asks.
+the tree of their common template instead (:mod:`.template`: no DuckDB parse at all). Parsing
+is a pure function of the text, so a private in-memory DuckDB (no data, no file access) does
+it, whatever node or request asks.
 
 The digest: DuckDB's ``json_serialize_sql`` tree (positions removed: whitespace and keyword
 case do not matter, literals and aliases do). A statement is *cacheable* unless it calls a
