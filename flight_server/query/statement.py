@@ -40,7 +40,7 @@ from clients.errors import InvalidRequest
 from ..statements import CATALOG, QUERY_KINDS, REFUSED, WRITE_KINDS, classify, refuse
 from .analyze import Analysis, analyze
 from .plain_scan import PlainScan, plain_scan
-from .template import Templates
+from .template import POSITIONS, Templates
 
 __all__ = ["CATALOG", "QUERY_KINDS", "REFUSED", "WRITE_KINDS", "Statement", "classify", "refuse", "statement"]
 
@@ -57,7 +57,6 @@ VOLATILE_FUNCTIONS = frozenset({
 # SQL special values that DuckDB parses as column references
 VOLATILE_NAMES = frozenset({"current_timestamp", "current_date", "current_time", "localtime", "localtimestamp",
                             "current_localtimestamp", "current_localtime"})
-_STRIP = frozenset({"query_location", "query_location_length"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,7 +196,7 @@ def _scan(obj: Any, found: dict) -> Any:
             found["volatile"] = True
     if obj.get("sample") not in (None, {}):
         found["volatile"] = True
-    return {k: _scan(v, found) for k, v in obj.items() if k not in _STRIP}
+    return {k: _scan(v, found) for k, v in obj.items() if k not in POSITIONS}
 
 
 _FILTERS = frozenset({"where_clause", "having", "qualify"})

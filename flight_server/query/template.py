@@ -37,7 +37,7 @@ SIZE: Final = 1024  # templates remembered (LRU)
 _STRING: Final = re.compile(rb"'(?:[^']|'')*'")
 _NUMBER: Final = re.compile(rb"[0-9]+(?:\.[0-9]+)?(?![0-9A-Za-z_.$'\x80-\xff])")
 _IDENT: Final = re.compile(rb"[0-9A-Za-z_$.\x80-\xff]")
-_STRIP: Final = frozenset({"query_location", "query_location_length"})
+POSITIONS: Final = frozenset({"query_location", "query_location_length"})  # where a node sits in the text
 _NONCE: Final = str(secrets.randbelow(9 * 10**8) + 10**8)  # 9 digits, per process
 _MARK = {"s": "\x00s\x00", "i": "\x00i\x00", "d": "\x00d\x00"}
 _NOT_YET: Final = object()  # a template seen once
@@ -92,7 +92,7 @@ def _strip(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_strip(x) for x in obj]
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in _STRIP}
+        return {k: _strip(v) for k, v in obj.items() if k not in POSITIONS}
     return obj
 
 
